@@ -27,6 +27,8 @@ await build({
   banner: { js: '#!/usr/bin/env node' },
   legalComments: 'none',
   logLevel: 'warning',
+  // agent/src/native/origdst.ts reads import.meta.url only when running from source (no __dirname there).
+  logOverride: { 'empty-import-meta': 'silent' },
 });
 
 // The native original-destination helper: one N-API binary per architecture (ABI-stable across Node 18-22).

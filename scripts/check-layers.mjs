@@ -23,7 +23,7 @@ const allowed = {
     core: [],
   },
   agent: {
-    'main.ts': ['io', 'proxy', 'observe', 'export', 'certs', 'config', 'log', 'native'],
+    'main.ts': ['cli', 'io', 'proxy', 'observe', 'export', 'certs', 'config', 'log', 'native'],
     cli: ['io', 'proxy', 'observe', 'export', 'certs', 'config', 'log', 'native'],
     io: ['proxy', 'observe', 'export', 'certs', 'config', 'log', 'native'],
     export: ['observe', 'config', 'log'],

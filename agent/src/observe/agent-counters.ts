@@ -19,6 +19,9 @@ export const agentCounterNames = [
   'idle_timeout',
   'original_destination_failed',
   'observe_parse_errors',
+  'client_closed_early',
+  'forge_failed',
+  'connections_incoming',
 ] as const;
 
 export type AgentCounterName = (typeof agentCounterNames)[number];

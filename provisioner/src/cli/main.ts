@@ -5,6 +5,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   lab: async () => (await import('./commands/lab')).labCommand,
+  ca: async () => (await import('./commands/ca')).caCommand,
 };
 
 const usage = `usage: epoch-provision [--inventory NAME] [options]        run playbooks/site.yml

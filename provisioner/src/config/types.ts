@@ -6,6 +6,10 @@ export interface InventoryGroup {
   hosts: string[];
   children: string[];
   vars: Record<string, unknown>;
+  /** Distance from `all` (0) along the longest parent chain; Ansible merges shallower groups first. */
+  depth: number;
+  /** ansible_group_priority (default 1): among groups of the same depth, a higher priority wins. */
+  priority: number;
 }
 
 export interface InventoryHost {
@@ -14,6 +18,8 @@ export interface InventoryHost {
   groups: string[];
   /** Merged variables with Ansible's precedence (all < parent group < child group < host). */
   vars: Record<string, unknown>;
+  /** `file:line:column` where each merged variable's winning value was defined. */
+  varLocations: Record<string, string>;
 }
 
 export interface Inventory {
@@ -22,6 +28,8 @@ export interface Inventory {
   /** In inventory order. */
   hosts: Map<string, InventoryHost>;
   groups: Map<string, InventoryGroup>;
+  /** Things Ansible would warn about (e.g. a `[g:children]` entry never defined as a group). */
+  warnings: string[];
 }
 
 /** How to reach a host, derived from its ansible_* variables. */
@@ -38,6 +46,11 @@ export interface ConnectionSpec {
   becomeUser: string;
   /** Name of the env var holding the become password; the password itself is never stored. */
   becomePasswordEnv?: string;
+  /**
+   * A become password written in the inventory (clear text or a decrypted `!vault`), memory only. It is a
+   * non-enumerable property, so JSON.stringify/console.log of a ConnectionSpec never shows it.
+   */
+  becomePassword?: string;
 }
 
 export interface Task {
@@ -48,6 +61,8 @@ export interface Task {
   tags: string[];
   /** `file:line:column` of the task, for error messages. */
   location: string;
+  /** `file:line:column` of each parameter value, keyed by its path joined with '.' (e.g. `argv.0`). */
+  paramLocations: Record<string, string>;
 }
 
 export interface Play {
@@ -60,4 +75,6 @@ export interface Play {
   vars: Record<string, unknown>;
   tasks: Task[];
   location: string;
+  /** `file:line:column` of each play variable's value. */
+  varLocations: Record<string, string>;
 }

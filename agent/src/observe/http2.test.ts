@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { test } from 'node:test';
+import type { ExchangeRecord, ExchangeSink, ObserveErrorKind } from './exchange';
+import { Http2Observer } from './http2';
+
+class Collect implements ExchangeSink {
+  records: ExchangeRecord[] = [];
+  errors: ObserveErrorKind[] = [];
+  exchange(r: ExchangeRecord): void {
+    this.records.push(r);
+  }
+  error(k: ObserveErrorKind): void {
+    this.errors.push(k);
+  }
+  get summary(): string[] {
+    return this.records
+      .map((r) => `${r.method} ${r.target} ${r.status} req=${r.requestBodyBytes} resp=${r.responseBodyBytes}`)
+      .sort();
+  }
+}
+
+const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+}
+const settings = (pairs: [number, number][] = []) =>
+  frame(4, 0, 0, Buffer.concat(pairs.map(([id, v]) => { const b = Buffer.alloc(6); b.writeUInt16BE(id); b.writeUInt32BE(v, 2); return b; })));
+
+/** Real h2 traffic: node's http2 client and server (nghttp2, with Huffman and dynamic-table indexing) through a tap. */
+async function captureRealTraffic(run: (client: http2.ClientHttp2Session) => Promise<void>): Promise<{ client: Buffer[]; server: Buffer[]; observer: Http2Observer; sink: Collect }> {
+  const sink = new Collect();
+  const observer = new Http2Observer(sink);
+  const client: Buffer[] = [];
+  const server: Buffer[] = [];
+  const h2server = http2.createServer();
+  h2server.on('stream', (stream, headers) => {
+    const path = String(headers[':path']);
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      if (path.startsWith('/empty')) {
+        stream.respond({ ':status': 204 });
+        stream.end();
+      } else if (path.startsWith('/reset')) {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      } else {
+        const body = 'r'.repeat(path.startsWith('/big') ? 100_000 : 11);
+        stream.respond({ ':status': path.startsWith('/missing') ? 404 : 200, 'content-type': 'text/plain', 'x-request-id': `id-${path}` });
+        stream.end(headers[':method'] === 'HEAD' ? undefined : body);
+      }
+    });
+  });
+  h2server.listen(0, '127.0.0.1');
+  await once(h2server, 'listening');
+  const upstreamPort = (h2server.address() as net.AddressInfo).port;
+  const tap = net.createServer((down) => {
+    const up = net.connect(upstreamPort, '127.0.0.1');
+    down.on('data', (c: Buffer) => {
+      client.push(Buffer.from(c));
+      observer.onClientData(c, performance.now());
+      up.write(c);
+    });
+    up.on('data', (c: Buffer) => {
+      server.push(Buffer.from(c));
+      observer.onServerData(c, performance.now());
+      down.write(c);
+    });
+    down.on('close', () => up.destroy());
+    up.on('close', () => down.destroy());
+  });
+  tap.listen(0, '127.0.0.1');
+  await once(tap, 'listening');
+  const session = http2.connect(`http://127.0.0.1:${(tap.address() as net.AddressInfo).port}`);
+  try {
+    await run(session);
+  } finally {
+    session.close();
+    await once(session, 'close');
+    tap.close();
+    h2server.close();
+  }
+  return { client, server, observer, sink };
+}
+
+function request(session: http2.ClientHttp2Session, method: string, path: string, body?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ':method': method, ':path': path, 'user-agent': 'epoch-test', cookie: `session=${path}` }, { endStream: body === undefined });
+    let status = 0;
+    req.on('response', (h) => {
+      status = Number(h[':status']);
+    });
+    req.on('data', () => {});
+    req.on('close', () => resolve(status));
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+  });
+}
+
+test('real h2 traffic (nghttp2 encoder): every stream becomes one exchange with method, path, status and bytes', async () => {
+  const { sink, observer } = await captureRealTraffic(async (s) => {
+    await request(s, 'GET', '/users/123?tab=1');
+    await Promise.all([request(s, 'POST', '/upload', 'x'.repeat(5000)), request(s, 'GET', '/missing/a'), request(s, 'GET', '/big/file')]);
+    await request(s, 'HEAD', '/users/123?tab=2');
+    await request(s, 'DELETE', '/empty/7');
+    for (let i = 0; i < 20; i++) await request(s, 'GET', `/repeat/${i}`);
+  });
+  assert.deepEqual(sink.errors, []);
+  const expected = [
+    'GET /users/123?tab=1 200 req=0 resp=11',
+    'POST /upload 200 req=5000 resp=11',
+    'GET /missing/a 404 req=0 resp=11',
+    'GET /big/file 200 req=0 resp=100000',
+    'HEAD /users/123?tab=2 200 req=0 resp=0',
+    'DELETE /empty/7 204 req=0 resp=0',
+    ...Array.from({ length: 20 }, (_, i) => `GET /repeat/${i} 200 req=0 resp=11`),
+  ].sort();
+  assert.deepEqual(sink.summary, expected);
+  assert.equal(observer.trackedStreams, 0);
+  for (const r of sink.records) {
+    assert.equal(r.protocolVersion, '2');
+    assert.ok(r.responseStart >= r.requestStart && r.end >= r.responseStart);
+  }
+});
+
+test('real h2 stream split at every byte boundary of the captured bytes gives the same exchanges', async () => {
+  const { client, server, sink } = await captureRealTraffic(async (s) => {
+    await request(s, 'GET', '/a/1');
+    await request(s, 'POST', '/b', 'hello');
+  });
+  const c = Buffer.concat(client);
+  const sv = Buffer.concat(server);
+  for (let i = 0; i <= Math.max(c.length, sv.length); i += 3) {
+    const again = new Collect();
+    const obs = new Http2Observer(again);
+    obs.onClientData(c.subarray(0, i), 0);
+    obs.onClientData(c.subarray(i), 0);
+    obs.onServerData(sv.subarray(0, i), 1);
+    obs.onServerData(sv.subarray(i), 1);
+    assert.deepEqual(again.summary, sink.summary, `split at ${i}`);
+    assert.deepEqual(again.errors, []);
+  }
+});
+
+test('RST_STREAM counts a stream_reset error and frees the stream', async () => {
+  const { sink, observer } = await captureRealTraffic(async (s) => {
+    await request(s, 'GET', '/reset/me').catch(() => 0);
+    await request(s, 'GET', '/ok');
+  });
+  assert.deepEqual(sink.summary, ['GET /ok 200 req=0 resp=11']);
+  assert.deepEqual(sink.errors, ['stream_reset']);
+  assert.equal(observer.trackedStreams, 0);
+});
+
+test('HPACK table-size attack: refused, counted once, observation stops, memory stays bounded', () => {
+  const sink = new Collect();
+  const obs = new Http2Observer(sink);
+  // The server advertises a 4 GB table; the client then asks for a 1,000,000-byte table and fills it.
+  obs.onServerData(settings([[1, 0xffffffff]]), 0);
+  obs.onClientData(Buffer.concat([preface, settings()]), 0);
+  const fill: number[] = [0x3f, 0xa1, 0x84, 0x3d];
+  for (let i = 0; i < 1500; i++) fill.push(0x40, 0x01, 0x61, 0x7f, 0x00, ...Buffer.alloc(127, 0x62));
+  obs.onClientData(frame(1, 0x5, 1, Buffer.from(fill)), 0);
+  assert.deepEqual(sink.errors, ['hpack']);
+  assert.ok(obs.isStopped);
+  obs.onClientData(frame(1, 0x5, 3, Buffer.from([0x82, 0x84])), 0);
+  assert.deepEqual(sink.errors, ['hpack']);
+});
+
+test('bad input: bad preface, oversized header frame, CONTINUATION without HEADERS', () => {
+  const cases: [string, Buffer, ObserveErrorKind][] = [
+    ['HTTP/1.1 on an h2 connection', Buffer.from('GET / HTTP/1.1\r\n\r\n'), 'h2_protocol'],
+    ['header frame over the bound', Buffer.concat([preface, frame(1, 0x4, 1, Buffer.alloc(300 * 1024))]), 'header_too_large'],
+    ['stray CONTINUATION', Buffer.concat([preface, frame(9, 0x4, 1, Buffer.from([0x82]))]), 'h2_protocol'],
+    ['HEADERS interrupted by DATA', Buffer.concat([preface, frame(1, 0x0, 1, Buffer.from([0x82])), frame(0, 0, 1, Buffer.alloc(2))]), 'h2_protocol'],
+    ['index past the table', Buffer.concat([preface, frame(1, 0x5, 1, Buffer.from([0xff, 0x7f]))]), 'hpack'],
+  ];
+  for (const [name, bytes, kind] of cases) {
+    const sink = new Collect();
+    const obs = new Http2Observer(sink);
+    obs.onClientData(bytes, 0);
+    assert.deepEqual(sink.errors, [kind], name);
+  }
+});
+
+test('padded DATA and HEADERS with priority are framed correctly', () => {
+  const sink = new Collect();
+  const obs = new Http2Observer(sink);
+  // HEADERS (PADDED|PRIORITY|END_HEADERS): pad 2, priority 5 bytes, :method POST, :path /p, then padded DATA.
+  const headers = Buffer.concat([Buffer.from([2]), Buffer.alloc(5), Buffer.from([0x83, 0x44, 0x02, 0x2f, 0x70]), Buffer.alloc(2)]);
+  const data = Buffer.concat([Buffer.from([3]), Buffer.from('abcd'), Buffer.alloc(3)]);
+  obs.onClientData(Buffer.concat([preface, frame(1, 0x4 | 0x8 | 0x20, 1, headers), frame(0, 0x1 | 0x8, 1, data)]), 0);
+  obs.onServerData(Buffer.concat([settings(), frame(1, 0x5, 1, Buffer.from([0x88]))]), 1);
+  assert.deepEqual(sink.errors, []);
+  assert.deepEqual(sink.summary, ['POST /p 200 req=4 resp=0']);
+});

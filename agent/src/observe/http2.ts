@@ -1,0 +1,369 @@
+// Passive HTTP/2 observer (ALPN h2): frame parser for both directions and one HPACK decoder per direction.
+// DATA payloads are skipped by counting; only header blocks and SETTINGS are buffered, with a bound. Each
+// stream becomes one exchange when the server ends it. Errors stop observing the connection, never the relay.
+import type { ExchangeSink, ObserveErrorKind } from './exchange';
+import { HpackDecoder } from './hpack';
+import type { ConnectionObserver } from './observer';
+
+export interface Http2Limits {
+  /** Largest header block (HEADERS + CONTINUATION) buffered. */
+  maxHeaderBlockBytes: number;
+  /** Most streams tracked at once. */
+  maxStreams: number;
+  /** Dynamic table ceiling per direction, whatever the peer advertises. */
+  maxHpackTableSize: number;
+}
+
+export const defaultHttp2Limits: Http2Limits = { maxHeaderBlockBytes: 256 * 1024, maxStreams: 1000, maxHpackTableSize: 64 * 1024 };
+
+const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+const FRAME_DATA = 0x0;
+const FRAME_HEADERS = 0x1;
+const FRAME_RST_STREAM = 0x3;
+const FRAME_SETTINGS = 0x4;
+const FRAME_PUSH_PROMISE = 0x5;
+const FRAME_CONTINUATION = 0x9;
+const FLAG_END_STREAM = 0x1;
+const FLAG_ACK = 0x1;
+const FLAG_END_HEADERS = 0x4;
+const FLAG_PADDED = 0x8;
+const FLAG_PRIORITY = 0x20;
+
+class H2Error extends Error {
+  constructor(readonly kind: ObserveErrorKind, message: string) {
+    super(message);
+  }
+}
+
+interface Stream {
+  method: string;
+  path: string;
+  start: number;
+  responseStart: number;
+  status: number;
+  requestBodyBytes: number;
+  responseBodyBytes: number;
+}
+
+enum Phase {
+  Preface,
+  FrameHeader,
+  Payload, // buffered payload (HEADERS, CONTINUATION, PUSH_PROMISE, SETTINGS, RST_STREAM)
+  DataPadLength,
+  Skip, // DATA body or frames we ignore: counted, never copied
+}
+
+/** One direction's frame reader. */
+class FrameReader {
+  phase: Phase;
+  private header = Buffer.alloc(9);
+  private headerFill = 0;
+  private prefaceFill = 0;
+  private type = 0;
+  private flags = 0;
+  private streamId = 0;
+  private remaining = 0;
+  private payload: Buffer[] = [];
+  private payloadLen = 0;
+  private dataPad = 0;
+
+  constructor(
+    expectPreface: boolean,
+    private readonly limits: Http2Limits,
+    private readonly onFrame: (type: number, flags: number, streamId: number, payload: Buffer, now: number) => void,
+    private readonly onData: (streamId: number, bytes: number, endStream: boolean, now: number) => void,
+  ) {
+    this.phase = expectPreface ? Phase.Preface : Phase.FrameHeader;
+  }
+
+  feed(chunk: Buffer, now: number): void {
+    let p = 0;
+    const len = chunk.length;
+    while (p < len) {
+      switch (this.phase) {
+        case Phase.Preface: {
+          while (p < len && this.prefaceFill < preface.length) {
+            if (chunk[p++] !== preface[this.prefaceFill++]) throw new H2Error('h2_protocol', 'bad connection preface');
+          }
+          if (this.prefaceFill === preface.length) this.phase = Phase.FrameHeader;
+          break;
+        }
+        case Phase.FrameHeader: {
+          const n = Math.min(9 - this.headerFill, len - p);
+          chunk.copy(this.header, this.headerFill, p, p + n);
+          this.headerFill += n;
+          p += n;
+          if (this.headerFill < 9) break;
+          this.headerFill = 0;
+          const h = this.header;
+          const length = (h[0]! << 16) | (h[1]! << 8) | h[2]!;
+          this.type = h[3]!;
+          this.flags = h[4]!;
+          this.streamId = h.readUInt32BE(5) & 0x7fffffff;
+          this.remaining = length;
+          this.payload = [];
+          this.payloadLen = 0;
+          if (this.type === FRAME_DATA) {
+            this.dataPad = 0;
+            this.phase = this.flags & FLAG_PADDED ? Phase.DataPadLength : Phase.Skip;
+            if (this.phase === Phase.DataPadLength && length === 0) throw new H2Error('h2_protocol', 'padded DATA without a pad length');
+          } else if (this.type === FRAME_HEADERS || this.type === FRAME_CONTINUATION || this.type === FRAME_PUSH_PROMISE ||
+            this.type === FRAME_SETTINGS || this.type === FRAME_RST_STREAM) {
+            if (length > this.limits.maxHeaderBlockBytes) throw new H2Error('header_too_large', `frame of ${length} bytes`);
+            this.phase = Phase.Payload;
+          } else {
+            this.phase = Phase.Skip;
+          }
+          if (length === 0) this.frameDone(now);
+          break;
+        }
+        case Phase.DataPadLength: {
+          this.dataPad = chunk[p++]!;
+          this.remaining--;
+          if (this.dataPad > this.remaining) throw new H2Error('h2_protocol', 'DATA padding longer than the frame');
+          this.phase = Phase.Skip;
+          if (this.remaining === 0) this.frameDone(now);
+          break;
+        }
+        case Phase.Skip: {
+          const n = Math.min(this.remaining, len - p);
+          this.remaining -= n;
+          p += n;
+          if (this.remaining === 0) this.frameDone(now);
+          break;
+        }
+        case Phase.Payload: {
+          const n = Math.min(this.remaining, len - p);
+          this.payload.push(Buffer.from(chunk.subarray(p, p + n)));
+          this.payloadLen += n;
+          this.remaining -= n;
+          p += n;
+          if (this.remaining === 0) this.frameDone(now);
+          break;
+        }
+      }
+    }
+  }
+
+  private frameDone(now: number): void {
+    const type = this.type;
+    this.phase = Phase.FrameHeader;
+    if (type === FRAME_DATA) {
+      // The header's length minus the pad-length byte and the padding (all already skipped).
+      const length = (this.header[0]! << 16) | (this.header[1]! << 8) | this.header[2]!;
+      const body = this.flags & FLAG_PADDED ? length - 1 - this.dataPad : length;
+      this.onData(this.streamId, body, (this.flags & FLAG_END_STREAM) !== 0, now);
+      return;
+    }
+    if (type === FRAME_HEADERS || type === FRAME_CONTINUATION || type === FRAME_PUSH_PROMISE || type === FRAME_SETTINGS ||
+      type === FRAME_RST_STREAM) {
+      const payload = this.payload.length === 1 ? this.payload[0]! : Buffer.concat(this.payload, this.payloadLen);
+      this.payload = [];
+      this.onFrame(type, this.flags, this.streamId, payload, now);
+    }
+  }
+}
+
+interface HeaderBlockInProgress {
+  type: number;
+  streamId: number;
+  endStream: boolean;
+  parts: Buffer[];
+  size: number;
+}
+
+export class Http2Observer implements ConnectionObserver {
+  private readonly streams = new Map<number, Stream>();
+  private readonly client: FrameReader;
+  private readonly server: FrameReader;
+  private readonly clientDecoder: HpackDecoder;
+  private readonly serverDecoder: HpackDecoder;
+  private clientBlock: HeaderBlockInProgress | null = null;
+  private serverBlock: HeaderBlockInProgress | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly sink: ExchangeSink,
+    private readonly limits: Http2Limits = defaultHttp2Limits,
+  ) {
+    const hpackLimits = { hardMaxTableSize: limits.maxHpackTableSize, maxStringLength: limits.maxHeaderBlockBytes };
+    this.clientDecoder = new HpackDecoder(hpackLimits);
+    this.serverDecoder = new HpackDecoder(hpackLimits);
+    this.client = new FrameReader(true, limits,
+      (type, flags, id, payload, now) => this.frame('client', type, flags, id, payload, now),
+      (id, bytes, end, now) => this.data('client', id, bytes, end, now));
+    this.server = new FrameReader(false, limits,
+      (type, flags, id, payload, now) => this.frame('server', type, flags, id, payload, now),
+      (id, bytes, end, now) => this.data('server', id, bytes, end, now));
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  get trackedStreams(): number {
+    return this.streams.size;
+  }
+
+  onClientData(chunk: Buffer, now: number): void {
+    if (this.stopped) return;
+    try {
+      this.client.feed(chunk, now);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  onServerData(chunk: Buffer, now: number): void {
+    if (this.stopped) return;
+    try {
+      this.server.feed(chunk, now);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  onClose(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    try {
+      for (let k = 0; k < this.streams.size; k++) this.sink.error('incomplete');
+    } catch {
+      // Sinks do not throw.
+    }
+    this.streams.clear();
+  }
+
+  private fail(err: unknown): void {
+    this.stopped = true;
+    this.streams.clear();
+    try {
+      this.sink.error(err instanceof H2Error ? err.kind : 'hpack');
+    } catch {
+      // Never let observation errors reach the relay.
+    }
+  }
+
+  private frame(side: 'client' | 'server', type: number, flags: number, streamId: number, payload: Buffer, now: number): void {
+    const inProgress = side === 'client' ? this.clientBlock : this.serverBlock;
+    if (inProgress && type !== FRAME_CONTINUATION) throw new H2Error('h2_protocol', 'header block interrupted');
+    switch (type) {
+      case FRAME_SETTINGS: {
+        if (flags & FLAG_ACK) return;
+        if (payload.length % 6 !== 0) throw new H2Error('h2_protocol', 'SETTINGS length not a multiple of 6');
+        for (let o = 0; o < payload.length; o += 6) {
+          if (payload.readUInt16BE(o) === 0x1) {
+            // The sender's decoder size bounds what the other side's encoder may use.
+            const size = payload.readUInt32BE(o + 2);
+            (side === 'client' ? this.serverDecoder : this.clientDecoder).setAllowedTableSize(size);
+          }
+        }
+        return;
+      }
+      case FRAME_RST_STREAM: {
+        if (this.streams.delete(streamId)) this.sink.error('stream_reset');
+        return;
+      }
+      case FRAME_HEADERS:
+      case FRAME_PUSH_PROMISE: {
+        let start = 0;
+        let end = payload.length;
+        if (flags & FLAG_PADDED) {
+          if (payload.length < 1) throw new H2Error('h2_protocol', 'padded frame without a pad length');
+          end -= payload[0]!;
+          start = 1;
+        }
+        if (type === FRAME_HEADERS && flags & FLAG_PRIORITY) start += 5;
+        if (type === FRAME_PUSH_PROMISE) start += 4;
+        if (start > end) throw new H2Error('h2_protocol', 'frame padding longer than the frame');
+        const block: HeaderBlockInProgress = {
+          type,
+          streamId,
+          endStream: type === FRAME_HEADERS && (flags & FLAG_END_STREAM) !== 0,
+          parts: [payload.subarray(start, end)],
+          size: end - start,
+        };
+        if (flags & FLAG_END_HEADERS) this.headerBlock(side, block, now);
+        else if (side === 'client') this.clientBlock = block;
+        else this.serverBlock = block;
+        return;
+      }
+      case FRAME_CONTINUATION: {
+        if (!inProgress || inProgress.streamId !== streamId) throw new H2Error('h2_protocol', 'unexpected CONTINUATION');
+        inProgress.parts.push(payload);
+        inProgress.size += payload.length;
+        if (inProgress.size > this.limits.maxHeaderBlockBytes) throw new H2Error('header_too_large', 'header block too large');
+        if (flags & FLAG_END_HEADERS) {
+          if (side === 'client') this.clientBlock = null;
+          else this.serverBlock = null;
+          this.headerBlock(side, inProgress, now);
+        }
+        return;
+      }
+    }
+  }
+
+  private headerBlock(side: 'client' | 'server', block: HeaderBlockInProgress, now: number): void {
+    const bytes = block.parts.length === 1 ? block.parts[0]! : Buffer.concat(block.parts, block.size);
+    let method = '';
+    let path = '';
+    let status = 0;
+    // Every block must be decoded, even ones we ignore, to keep the dynamic table in step with the peer's.
+    (side === 'client' ? this.clientDecoder : this.serverDecoder).decode(bytes, (name, value) => {
+      if (name.charCodeAt(0) !== 0x3a) return;
+      if (name === ':method') method = value;
+      else if (name === ':path') path = value;
+      else if (name === ':status') status = Number(value);
+    });
+    if (block.type === FRAME_PUSH_PROMISE) return;
+    const id = block.streamId;
+    if (side === 'client') {
+      if (!this.streams.has(id) && method !== '') {
+        if (this.streams.size >= this.limits.maxStreams) throw new H2Error('too_many_pending', 'too many open streams');
+        this.streams.set(id, {
+          method,
+          path: method === 'CONNECT' && path === '' ? '/' : path,
+          start: now,
+          responseStart: Number.NaN,
+          status: 0,
+          requestBodyBytes: 0,
+          responseBodyBytes: 0,
+        });
+      }
+      return;
+    }
+    const stream = this.streams.get(id);
+    if (!stream) return; // a pushed stream or one we never saw open
+    if (Number.isNaN(stream.responseStart)) stream.responseStart = now;
+    if (status >= 200 && stream.status === 0) stream.status = status;
+    if (block.endStream) this.finish(id, stream, now);
+  }
+
+  private data(side: 'client' | 'server', id: number, bytes: number, endStream: boolean, now: number): void {
+    if ((side === 'client' ? this.clientBlock : this.serverBlock) !== null) throw new H2Error('h2_protocol', 'header block interrupted');
+    const stream = this.streams.get(id);
+    if (!stream) return;
+    if (side === 'client') {
+      stream.requestBodyBytes += bytes;
+      return;
+    }
+    stream.responseBodyBytes += bytes;
+    if (endStream) this.finish(id, stream, now);
+  }
+
+  private finish(id: number, stream: Stream, now: number): void {
+    this.streams.delete(id);
+    this.sink.exchange({
+      method: stream.method,
+      target: stream.path,
+      status: stream.status,
+      protocolVersion: '2',
+      requestStart: stream.start,
+      responseStart: stream.responseStart,
+      end: now,
+      requestBodyBytes: stream.requestBodyBytes,
+      responseBodyBytes: stream.responseBodyBytes,
+    });
+  }
+}

@@ -1,0 +1,60 @@
+// What to do with a connection once its first bytes are in: pure, so every branch is unit-testable without sockets.
+import type { AgentCounterName } from '../observe/agent-counters';
+import type { ClientHello, HelloParse } from './client-hello';
+import { type LearnedPassthrough, destinationKey } from './learned';
+import { type StaticPassthrough, unmapIp } from './passthrough';
+
+export interface Destination {
+  address: string;
+  port: number;
+}
+
+export type Decision =
+  | { action: 'wait' }
+  | { action: 'intercept'; hello: ClientHello; destinationKey: string }
+  | { action: 'passthrough'; counter: AgentCounterName; reason: string; hello: ClientHello | null }
+  | { action: 'refuse'; counter: AgentCounterName; reason: string };
+
+export interface DecideInput {
+  parse: HelloParse;
+  destination: Destination;
+  /** The peer is one of our own upstream sockets: a redirect loop (the owner-match exclusion is missing). */
+  peerIsOwnUpstream: boolean;
+  staticPassthrough: StaticPassthrough;
+  learned: LearnedPassthrough | null;
+  now: Date;
+}
+
+export function decide(input: DecideInput): Decision {
+  if (input.peerIsOwnUpstream) {
+    return { action: 'refuse', counter: 'loop_refused', reason: 'connection comes from our own upstream socket (redirect loop)' };
+  }
+  const { parse } = input;
+  if (parse.kind === 'incomplete') return { action: 'wait' };
+  if (parse.kind === 'invalid') return { action: 'refuse', counter: 'client_hello_invalid', reason: parse.reason };
+  if (parse.kind === 'not-tls') return { action: 'passthrough', counter: 'passthrough_not_tls', reason: 'not TLS', hello: null };
+  const { hello } = parse;
+  const ip = unmapIp(input.destination.address);
+  const hit = input.staticPassthrough.match(hello.sni, ip);
+  if (hit) return { action: 'passthrough', counter: 'passthrough_static', reason: `static rule ${hit.rule}`, hello };
+  const key = destinationKey(hello.sni, ip, input.destination.port);
+  if (input.learned?.has(key, input.now)) {
+    return { action: 'passthrough', counter: 'passthrough_learned', reason: `learned ${key}`, hello };
+  }
+  return { action: 'intercept', hello, destinationKey: key };
+}
+
+/** A connection whose original destination is one of our own listeners (or its port on a wildcard listener). */
+export function isOwnListener(
+  destination: Destination,
+  listeners: readonly Destination[],
+  localAddresses: ReadonlySet<string>,
+): boolean {
+  const ip = unmapIp(destination.address);
+  return listeners.some((l) => {
+    if (l.port !== destination.port) return false;
+    const host = unmapIp(l.address);
+    if (host === ip) return true;
+    return (host === '0.0.0.0' || host === '::') && (localAddresses.has(ip) || ip.startsWith('127.') || ip === '::1');
+  });
+}

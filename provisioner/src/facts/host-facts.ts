@@ -1,0 +1,71 @@
+// All host facts in ONE round trip: a POSIX sh script prints delimited sections, pure parsers read them.
+import { FactParseError } from './fact-parse-error';
+import { type EpochState, journalDir, parseEpochState } from './epoch-state';
+import { decideFirewallBackend, type FirewallFacts } from './firewall-backend';
+import { detectManagers, type FirewallManager } from './managers';
+import { parseNodeVersion, type NodeVersion } from './node-version';
+import { classifyOs, type OsVerdict } from './os-release';
+import { splitSections } from './sections';
+
+export interface HostFacts {
+  os: OsVerdict;
+  /** `uname -m`, normalised: x86_64, aarch64, armv7l, ... */
+  architecture: string;
+  initSystem: 'systemd' | 'other';
+  firewall: FirewallFacts;
+  managers: FirewallManager[];
+  node: NodeVersion | null;
+  epoch: EpochState;
+}
+
+// Each probe prints its section marker, or the `:absent` marker when the tool is not installed.
+// Runs as root (become) because iptables-save needs it; every command is read-only.
+export const hostFactsScript = `
+probe() { name=$1; tool=$2; shift 2
+  if command -v "$tool" >/dev/null 2>&1; then echo "@@epoch:$name@@"; "$@" 2>&1; else echo "@@epoch:$name:absent@@"; fi; }
+echo '@@epoch:os-release@@'; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
+echo '@@epoch:arch@@'; uname -m
+echo '@@epoch:init@@'; cat /proc/1/comm 2>/dev/null; [ -d /run/systemd/system ] && echo run-systemd-system
+probe iptables-version iptables iptables -V
+probe nft-version nft nft --version
+probe legacy-save iptables-legacy-save sh -c 'iptables-legacy-save 2>/dev/null; ip6tables-legacy-save 2>/dev/null'
+probe nft-save iptables-nft-save sh -c 'iptables-nft-save 2>/dev/null; ip6tables-nft-save 2>/dev/null'
+probe iptables-save iptables-save iptables-save
+probe nft-tables nft nft list tables
+echo '@@epoch:processes@@'; cat /proc/[0-9]*/comm 2>/dev/null
+if [ -r /etc/ufw/ufw.conf ]; then echo '@@epoch:ufw-conf@@'; cat /etc/ufw/ufw.conf; else echo '@@epoch:ufw-conf:absent@@'; fi
+probe node node node --version
+if [ -L /opt/epoch-agent/current ]; then echo '@@epoch:agent-current@@'; readlink /opt/epoch-agent/current; else echo '@@epoch:agent-current:absent@@'; fi
+if [ -d ${journalDir} ]; then echo '@@epoch:journal@@'; ls -1 ${journalDir}; else echo '@@epoch:journal:absent@@'; fi
+echo '@@epoch:end@@'
+`;
+
+const normaliseArch: Record<string, string> = { amd64: 'x86_64', arm64: 'aarch64' };
+
+export function parseHostFacts(output: string): HostFacts {
+  const s = splitSections(output);
+  if (!s.has('end')) throw new FactParseError('host facts', 'the fact script output ended early (no @@epoch:end@@ marker)', output);
+  const osText = s.get('os-release') ?? '';
+  const archRaw = (s.get('arch') ?? '').trim();
+  if (!archRaw) throw new FactParseError('architecture', '`uname -m` printed nothing', output);
+  const init = s.get('init') ?? '';
+  // iptables < 1.8 has no -legacy-save/-nft-save names: its plain iptables-save is the legacy backend.
+  const iptablesVersion = s.get('iptables-version') ?? null;
+  const legacySave = s.get('legacy-save') ?? (iptablesVersion && !iptablesVersion.includes('(nf_tables)') ? (s.get('iptables-save') ?? null) : null);
+  const nftSave = s.get('nft-save') ?? null;
+  const firewall = decideFirewallBackend({ iptablesVersion, nftVersion: s.get('nft-version') ?? null, legacySave, nftSave });
+  return {
+    os: classifyOs(osText),
+    architecture: normaliseArch[archRaw] ?? archRaw,
+    initSystem: /^systemd$/m.test(init) && init.includes('run-systemd-system') ? 'systemd' : 'other',
+    firewall,
+    managers: detectManagers({
+      processes: s.get('processes') ?? '',
+      ufwConf: s.get('ufw-conf') ?? null,
+      saves: [legacySave, nftSave, s.get('iptables-save')].filter(Boolean).join('\n'),
+      nftTables: s.get('nft-tables') ?? null,
+    }),
+    node: parseNodeVersion(s.get('node') ?? null),
+    epoch: parseEpochState(s.get('agent-current') ?? null, s.get('journal') ?? null),
+  };
+}

@@ -1,0 +1,245 @@
+// ca: puts the signing CA where the agent reads it (agent config's ca.certFile / ca.keyFile).
+//   per-host (default): `epoch-agent ca init` runs ON the host; the key never leaves it, only the cert is read back.
+//   fleet / import: a CA loaded and validated on the controller (during params validation, before any SSH) is pushed:
+//   cert 0644, key 0600 owned by the agent user. The key is compared by sha256 only and never diffed or logged.
+//   rotate_from: switching signing to a new CA is refused until the host's system bundle already trusts it.
+import { createHash, X509Certificate } from 'node:crypto';
+import { z } from 'zod';
+import type { CaMaterial } from '../../ca/material';
+import { certFingerprint } from '../../ca/material';
+import type { Change, Step } from '../../core/change';
+import type { HostContext, ProvisionModule } from '../module';
+import { parseOsRelease, trustFamilyOf, trustLayout, UnsupportedDistroError } from '../trust-store/distro';
+import { bundleTrusts, hostCommandPath, hostFileSha256, hostFileStat, readHostFile } from './host-files';
+import { defaultCaCertPath, defaultCaKeyPath, defaultMinValidDays, loadCaMaterial, normalisePem } from './params';
+
+const agentEntry = '/opt/epoch-agent/current/epoch-agent.cjs';
+const pushedNode = '/opt/epoch-agent/runtime/bin/node';
+const dayMs = 86_400_000;
+
+export const caParams = z
+  .object({
+    mode: z.enum(['per-host', 'fleet', 'import']).default('per-host'),
+    /** Signing paths on the host: what the agent config's ca.certFile / ca.keyFile point at. */
+    cert_path: z.string().startsWith('/').default(defaultCaCertPath),
+    key_path: z.string().startsWith('/').default(defaultCaKeyPath),
+    owner: z.string().min(1).default('epoch-agent'),
+    group: z.string().min(1).default('epoch-agent'),
+    /** per-host: subject CN (default `epoch-provision CA <host>`) and validity. */
+    name: z.string().min(1).max(64).optional(),
+    days: z.number().int().min(1).max(36500).default(1825),
+    /** per-host: how to run the agent; default: its node runtime + /opt/epoch-agent/current/epoch-agent.cjs. */
+    agent_command: z.array(z.string().min(1)).min(1).optional(),
+    /** fleet / import, on the controller. */
+    cert_file: z.string().optional(),
+    key_file: z.string().optional(),
+    key_passphrase_env: z.string().optional(),
+    p12_file: z.string().optional(),
+    p12_password_env: z.string().optional(),
+    min_valid_days: z.number().int().min(0).default(defaultMinValidDays),
+    /** SHA-256 fingerprint of the CA being replaced (rotation step 2, "switch signing"). */
+    rotate_from: z.string().regex(/^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$/, 'a SHA-256 fingerprint like AB:CD:...').optional(),
+    /** A unit to `systemctl try-restart` after the signing CA changed (the agent reads its CA at start). */
+    restart_unit: z.string().regex(/^[A-Za-z0-9@._:-]+\.service$/).optional(),
+  })
+  .strict()
+  .transform((p, ctx) => {
+    if (p.mode === 'per-host') {
+      for (const k of ['cert_file', 'key_file', 'p12_file'] as const) {
+        if (p[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `${k} is for fleet/import modes; per-host generates the CA on the host` });
+      }
+      return { ...p, material: undefined as CaMaterial | undefined };
+    }
+    return { ...p, material: loadCaMaterial(p, ctx) };
+  });
+
+export type CaParams = z.output<typeof caParams>;
+
+interface FileState {
+  mode: string;
+  owner: string;
+}
+
+export interface CaFacts {
+  host: string;
+  certPem: string | null;
+  certStat: FileState | null;
+  keyStat: FileState | null;
+  /** sha256 of the key file's bytes (never its content). */
+  keySha256: string | null;
+  /** per-host: the argv prefix that runs the agent, or null when it is not installed. */
+  agentArgv: string[] | null;
+  /** rotation: does the system bundle trust the CA we would switch to? null when not checked. */
+  bundleTrustsNew: boolean | null;
+  /** Reference time for expiry checks, taken at gather so plan stays pure. */
+  now: number;
+}
+
+export const caModule: ProvisionModule<CaParams, CaFacts> & { report(params: CaParams, facts: CaFacts): string[] } = {
+  name: 'ca',
+  params: caParams,
+
+  async gather(host: HostContext, params: CaParams): Promise<CaFacts> {
+    const t = host.transport;
+    const facts: CaFacts = {
+      host: host.name,
+      certPem: await readHostFile(t, params.cert_path),
+      certStat: await hostFileStat(t, params.cert_path),
+      keyStat: await hostFileStat(t, params.key_path),
+      keySha256: await hostFileSha256(t, params.key_path),
+      agentArgv: null,
+      bundleTrustsNew: null,
+      now: Date.now(),
+    };
+    if (params.mode === 'per-host') {
+      if (params.agent_command) facts.agentArgv = [...params.agent_command];
+      else if ((await hostFileStat(t, agentEntry)) !== null) {
+        const node = (await hostFileStat(t, pushedNode)) !== null ? pushedNode : await hostCommandPath(t, 'node');
+        if (node) facts.agentArgv = [node, agentEntry];
+      }
+    }
+    if (params.rotate_from && params.material) {
+      const os = parseOsRelease((await readHostFile(t, '/etc/os-release')) ?? '');
+      facts.bundleTrustsNew = await bundleTrusts(t, trustLayout(trustFamilyOf(os)).bundleFile, params.material.certPem);
+    }
+    return facts;
+  },
+
+  plan(params: CaParams, facts: CaFacts): Change[] {
+    return params.mode === 'per-host' ? planPerHost(params, facts) : planPushed(params, facts);
+  },
+
+  report(params: CaParams, facts: CaFacts): string[] {
+    if (!facts.certPem) return [`${facts.host}: no signing CA at ${params.cert_path}`];
+    const cert = new X509Certificate(facts.certPem);
+    return [`${facts.host}: signing CA ${params.cert_path} sha256 ${cert.fingerprint256} (${params.mode}, expires ${new Date(cert.validTo).toISOString()})`];
+  },
+};
+
+function planPerHost(p: CaParams, f: CaFacts): Change[] {
+  const name = p.name ?? `epoch-provision CA ${f.host}`.slice(0, 64);
+  if (f.certPem !== null && f.keyStat !== null) {
+    const problem = certProblem(f.certPem, f.now, p.min_valid_days);
+    if (problem) {
+      throw new Error(`${f.host}: the CA at ${p.cert_path} ${problem}; rotate it: generate the next CA beside it (ca with cert_path/key_path of the next CA), trust both, switch the agent config, then remove the old (provisioner/src/modules/ca/README.md)`);
+    }
+    return permissionChanges(p, f);
+  }
+  if (f.certPem !== null || f.keyStat !== null) {
+    throw new Error(`${f.host}: only one half of the CA exists (${f.certPem !== null ? p.cert_path : p.key_path}); refusing to overwrite it: remove it or point cert_path/key_path elsewhere`);
+  }
+  if (!f.agentArgv) throw new Error(`${f.host}: per-host CA mode needs the agent (${agentEntry}) installed first, or agent_command`);
+  const dirs = [...new Set([dirOf(p.cert_path), dirOf(p.key_path)])];
+  return [
+    {
+      id: `ca:per-host:${p.cert_path}`,
+      summary: `generate the signing CA "${name}" on the host (${p.days} days; the key stays on the host): ${p.cert_path}, ${p.key_path}`,
+      steps: [
+        { kind: 'run', argv: ['mkdir', '-p', '-m', '0755', ...dirs] },
+        { kind: 'run', argv: [...f.agentArgv, 'ca', 'init', '--cert-out', p.cert_path, '--key-out', p.key_path, '--name', name, '--days', String(p.days)], timeoutMs: 60_000 },
+        { kind: 'run', argv: ['chown', `${p.owner}:${p.group}`, p.key_path] },
+        { kind: 'run', argv: ['chmod', '0600', p.key_path] },
+        { kind: 'run', argv: ['chmod', '0644', p.cert_path] },
+      ],
+      undo: [{ kind: 'run', argv: ['rm', '-f', '--', p.cert_path, p.key_path] }],
+    },
+  ];
+}
+
+function planPushed(p: CaParams, f: CaFacts): Change[] {
+  const material = p.material;
+  if (!material) throw new Error(`${f.host}: ${p.mode} mode without a loaded CA (params were not validated)`);
+  const certPem = normalisePem(material.certPem);
+  const fingerprint = certFingerprint(certPem);
+  const keyPem = material.key.revealPkcs8Pem();
+  const keyHash = createHash('sha256').update(keyPem).digest('hex');
+  const certSame = f.certPem !== null && normalisePem(f.certPem) === certPem;
+  const keySame = f.keySha256 === keyHash;
+
+  if (p.rotate_from && !(certSame && keySame)) {
+    const current = f.certPem ? certFingerprint(f.certPem) : null;
+    if (current !== null && current.toUpperCase() !== p.rotate_from.toUpperCase()) {
+      throw new Error(`${f.host}: rotate_from is ${p.rotate_from} but the host signs with ${current}; refusing to switch`);
+    }
+    if (f.bundleTrustsNew !== true) {
+      throw new Error(`${f.host}: refusing to switch signing to CA sha256 ${fingerprint}: the host's system bundle does not trust it yet; install it beside the old one first (trust-store with another name)`);
+    }
+  }
+
+  const changes: Change[] = [];
+  const restart: Step[] = p.restart_unit ? [{ kind: 'run', argv: ['systemctl', 'try-restart', p.restart_unit] }] : [];
+  const backup = `${p.key_path}.epoch-prev`;
+  if (!keySame) {
+    // The old key is kept beside (same mode) so undo can restore it without the controller ever reading it.
+    const keyExisted = f.keyStat !== null;
+    changes.push({
+      id: `ca:key:${p.key_path}`,
+      summary: `${keyExisted ? 'replace' : 'install'} the signing CA key ${p.key_path} (mode 0600, owner ${p.owner}) for CA sha256 ${fingerprint}`,
+      diff: { subject: p.key_path, before: keyExisted ? '(private key, sha256 of file ' + f.keySha256 + ')' : '', after: `(private key, sha256 of file ${keyHash})` },
+      steps: [
+        ...(keyExisted ? [{ kind: 'run' as const, argv: ['cp', '-p', '--', p.key_path, backup] }] : []),
+        { kind: 'put', path: p.key_path, content: keyPem, mode: 0o600, owner: `${p.owner}:${p.group}`, validate: ['openssl', 'pkey', '-noout', '-in', '{}'], secret: true },
+      ],
+      undo: keyExisted ? [{ kind: 'run', argv: ['mv', '-f', '--', backup, p.key_path] }] : [{ kind: 'run', argv: ['rm', '-f', '--', p.key_path] }],
+    });
+  }
+  if (!certSame) {
+    changes.push({
+      id: `ca:cert:${p.cert_path}`,
+      summary: `${f.certPem === null ? 'install' : 'replace'} the signing CA certificate ${p.cert_path}: sha256 ${fingerprint}${f.certPem ? ` (was ${safeFingerprint(f.certPem)})` : ''}`,
+      diff: { subject: p.cert_path, before: f.certPem ?? '', after: certPem },
+      steps: [{ kind: 'put', path: p.cert_path, content: certPem, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] }, ...restart],
+      undo:
+        f.certPem === null
+          ? [{ kind: 'run', argv: ['rm', '-f', '--', p.cert_path] }, ...restart]
+          : [{ kind: 'put', path: p.cert_path, content: f.certPem, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] }, ...restart],
+    });
+  }
+  if (keySame && certSame) return permissionChanges(p, f);
+  return changes;
+}
+
+/** Key mode/owner drift on an otherwise converged CA. */
+function permissionChanges(p: CaParams, f: CaFacts): Change[] {
+  if (!f.keyStat || (f.keyStat.mode === '600' && f.keyStat.owner === p.owner)) return [];
+  return [
+    {
+      id: `ca:key-perms:${p.key_path}`,
+      summary: `fix ${p.key_path}: mode ${f.keyStat.mode} owner ${f.keyStat.owner}, expected 600 owner ${p.owner}`,
+      steps: [
+        { kind: 'run', argv: ['chown', `${p.owner}:${p.group}`, p.key_path] },
+        { kind: 'run', argv: ['chmod', '0600', p.key_path] },
+      ],
+      undo: [
+        { kind: 'run', argv: ['chown', f.keyStat.owner, p.key_path] },
+        { kind: 'run', argv: ['chmod', f.keyStat.mode, p.key_path] },
+      ],
+    },
+  ];
+}
+
+function certProblem(pem: string, now: number, minValidDays: number): string | null {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(pem);
+  } catch {
+    return 'is not a readable PEM certificate';
+  }
+  if (!cert.ca) return 'is not a CA certificate';
+  const notAfter = Date.parse(cert.validTo);
+  if (notAfter <= now) return `expired on ${new Date(notAfter).toISOString()}`;
+  if (notAfter - now < minValidDays * dayMs) return `expires on ${new Date(notAfter).toISOString()}, within ${minValidDays} days`;
+  return null;
+}
+
+function safeFingerprint(pem: string): string {
+  try {
+    return certFingerprint(pem);
+  } catch {
+    return 'unreadable';
+  }
+}
+
+const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/')) || '/';
+
+export { UnsupportedDistroError };

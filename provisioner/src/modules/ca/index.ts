@@ -1,0 +1,5 @@
+// Registers the ca module.
+import { registerModule } from '../registry';
+import { caModule } from './ca';
+
+registerModule(caModule);

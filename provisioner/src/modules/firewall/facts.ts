@@ -1,0 +1,128 @@
+// Gather for the firewall module: one read-only shell script run over the transport, printing `@@ <section>`
+// blocks, and a pure parser of that output (tested on captured outputs). Nothing here writes: `iptables-save` is
+// called without `-t nat`, because on iptables-legacy asking for a table creates it.
+import type { FirewallParams } from './params';
+import { confPath, dropInPath, rulesNftPath, rulesV4Path, rulesV6Path, scriptPath, unitName, unitPath } from './host-files';
+
+export interface PasswdEntry { name: string; uid: number; gid: number }
+
+export interface FirewallFacts {
+  kernel: string;
+  systemd: boolean;
+  tools: string[];
+  /** `iptables -V`: which variant the plain `iptables` command is (`nf_tables`/`legacy`), if installed. */
+  iptablesDefault: 'nft' | 'legacy' | null;
+  /** `nft list ruleset`, null without nft. */
+  nftRuleset: string | null;
+  /** Our table per family: JSON and text listings, null when absent. */
+  nftTables: Record<'inet' | 'ip' | 'ip6', { json: string | null; text: string | null }>;
+  /** Whole `*-save` outputs per variant and family, null when the tool is missing. */
+  iptablesSave: Record<'legacy' | 'nft', { v4: string | null; v6: string | null }>;
+  agentUser: PasswdEntry | null;
+  agentGroup: { name: string; gid: number } | null;
+  /** Each `excludeUsers` entry as written in params, with what getent found. */
+  excludeUsers: { ref: string; entry: PasswdEntry | null }[];
+  /** Client address of the SSH connection the controller uses, from SSH_CONNECTION. */
+  controllerAddress: string | null;
+  /** Our managed files: content, or null when absent. */
+  files: Record<string, string | null>;
+  agent: { active: boolean; healthy: boolean };
+  /** epoch-firewall.service (systemd) or the watchdog (no systemd) is running. */
+  bindingActive: boolean;
+  services: { firewalld: boolean; ufw: boolean; docker: boolean };
+}
+
+export function managedPaths(p: FirewallParams): string[] {
+  return [scriptPath, confPath, rulesNftPath, rulesV4Path, rulesV6Path, unitPath, dropInPath(p.agentUnit)];
+}
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** The read-only probe script. Values from params are single-quoted here (they are validated names/URLs). */
+export function gatherScript(p: FirewallParams): string {
+  const lines = [
+    'export LC_ALL=C',
+    'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    'have() { command -v "$1" >/dev/null 2>&1; }',
+    'echo "@@ kernel"; uname -r',
+    'echo "@@ systemd"; if [ -d /run/systemd/system ] && have systemctl; then echo yes; else echo no; fi',
+    'echo "@@ tools"; for t in nft iptables iptables-nft iptables-legacy ip6tables-nft ip6tables-legacy iptables-nft-save iptables-legacy-save systemd-run setsid curl base64 getent; do have "$t" && echo "$t"; done',
+    'echo "@@ iptables-version"; have iptables && iptables -V 2>&1',
+    'if have nft; then echo "@@ nft-ruleset"; nft list ruleset 2>&1; fi',
+    'for fam in inet ip ip6; do if have nft && nft list table "$fam" epoch_provision >/dev/null 2>&1; then echo "@@ nft-json $fam"; nft -j list table "$fam" epoch_provision; echo; echo "@@ nft-text $fam"; nft list table "$fam" epoch_provision; fi; done',
+    'for v in legacy nft; do for f in "" 6; do if have "ip${f}tables-$v-save"; then echo "@@ ipt-$v-v${f:-4}"; "ip${f}tables-$v-save" 2>/dev/null; fi; done; done',
+    `echo "@@ agent-user"; getent passwd ${q(p.agentUser)}`,
+    `echo "@@ agent-group"; getent group ${q(p.agentGroup)}`,
+    ...p.excludeUsers.map((u) => `echo ${q(`@@ exclude-user ${u}`)}; getent passwd ${q(String(u))}`),
+    ...managedPaths(p).map((path) => `if [ -f ${q(path)} ]; then echo ${q(`@@ file ${path}`)}; base64 -w0 ${q(path)}; echo; fi`),
+    `echo "@@ agent-active"; if [ -d /run/systemd/system ]; then systemctl is-active ${q(p.agentUnit)} 2>/dev/null; else pgrep -u ${q(p.agentUser)} >/dev/null 2>&1 && echo active || echo unknown; fi`,
+    `echo "@@ agent-health"; if have curl; then curl -fsS --max-time 2 ${q(p.healthUrl)} 2>/dev/null; elif have wget; then wget -q -T 2 -O - ${q(p.healthUrl)} 2>/dev/null; fi; echo`,
+    `echo "@@ binding"; if [ -d /run/systemd/system ]; then systemctl is-active ${unitName} 2>/dev/null; elif [ -r /run/epoch-firewall-watchdog.pid ] && kill -0 "$(cat /run/epoch-firewall-watchdog.pid)" 2>/dev/null; then echo active; else echo inactive; fi`,
+    'echo "@@ services"; if [ -d /run/systemd/system ]; then for s in firewalld ufw docker; do systemctl is-active --quiet "$s" 2>/dev/null && echo "$s"; done; fi; have docker && echo docker-cli; [ -e /var/run/docker.sock ] && echo docker; true',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** The controller's address is read without become: sudo resets the environment and drops SSH_CONNECTION. */
+export const sshConnectionProbe = ['sh', '-c', 'echo "$SSH_CONNECTION"'] as const;
+
+function sections(out: string): Map<string, string> {
+  const map = new Map<string, string>();
+  let current: string | null = null;
+  let buf: string[] = [];
+  const flush = () => { if (current !== null) map.set(current, buf.join('\n')); };
+  for (const line of out.split('\n')) {
+    if (line.startsWith('@@ ')) { flush(); current = line.slice(3); buf = []; } else buf.push(line);
+  }
+  flush();
+  return map;
+}
+
+function parsePasswd(line: string | undefined): PasswdEntry | null {
+  const parts = (line ?? '').trim().split('\n')[0]?.split(':') ?? [];
+  if (parts.length < 4 || !/^\d+$/.test(parts[2]!) || !/^\d+$/.test(parts[3]!)) return null;
+  return { name: parts[0]!, uid: Number(parts[2]), gid: Number(parts[3]) };
+}
+
+export function parseGatherOutput(p: FirewallParams, out: string, sshConnection: string): FirewallFacts {
+  const s = sections(out);
+  const text = (k: string) => s.get(k) ?? null;
+  const trimmed = (k: string) => (s.get(k) ?? '').trim();
+  const version = trimmed('iptables-version');
+  const group = trimmed('agent-group').split('\n')[0]?.split(':') ?? [];
+  const files: Record<string, string | null> = {};
+  for (const path of managedPaths(p)) {
+    const b64 = s.get(`file ${path}`);
+    files[path] = b64 === undefined ? null : Buffer.from(b64.trim(), 'base64').toString('utf8');
+  }
+  const table = (fam: string) => ({ json: s.has(`nft-json ${fam}`) ? trimmed(`nft-json ${fam}`) : null, text: s.has(`nft-text ${fam}`) ? text(`nft-text ${fam}`) : null });
+  const health = trimmed('agent-health');
+  let healthy = false;
+  try { healthy = health !== '' && (JSON.parse(health) as { ready?: unknown }).ready === true; } catch { healthy = false; }
+  const services = trimmed('services').split('\n');
+  const client = sshConnection.trim().split(/\s+/)[0] ?? '';
+  return {
+    kernel: trimmed('kernel'),
+    systemd: trimmed('systemd') === 'yes',
+    tools: trimmed('tools').split('\n').filter(Boolean),
+    iptablesDefault: /nf_tables/.test(version) ? 'nft' : /legacy/.test(version) ? 'legacy' : null,
+    nftRuleset: text('nft-ruleset'),
+    nftTables: { inet: table('inet'), ip: table('ip'), ip6: table('ip6') },
+    iptablesSave: {
+      legacy: { v4: text('ipt-legacy-v4'), v6: text('ipt-legacy-v6') },
+      nft: { v4: text('ipt-nft-v4'), v6: text('ipt-nft-v6') },
+    },
+    agentUser: parsePasswd(s.get('agent-user')),
+    agentGroup: group.length >= 3 && /^\d+$/.test(group[2]!) ? { name: group[0]!, gid: Number(group[2]) } : null,
+    excludeUsers: p.excludeUsers.map((u) => ({ ref: String(u), entry: parsePasswd(s.get(`exclude-user ${u}`)) })),
+    controllerAddress: client === '' ? null : client.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1'),
+    files,
+    agent: { active: trimmed('agent-active') === 'active', healthy },
+    bindingActive: trimmed('binding') === 'active',
+    services: {
+      firewalld: services.includes('firewalld'),
+      ufw: services.includes('ufw'),
+      docker: services.includes('docker'),
+    },
+  };
+}

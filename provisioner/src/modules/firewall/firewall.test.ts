@@ -1,0 +1,316 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import type { FirewallFacts } from './facts';
+import { gatherScript, managedPaths, parseGatherOutput } from './facts';
+import { confPath, rulesNftPath, rulesV4Path, rulesV6Path, scriptPath, unitPath } from './host-files';
+import { epochFirewallScript } from './host-scripts/epoch-firewall-sh';
+import { buildDesired } from './model';
+import { firewallParams } from './params';
+import { describeIptablesOurs, iptablesConverged, normaliseRule, parseIptablesSave } from './parse-iptables';
+import { nftTablesEqual, parseNftTableJson } from './parse-nft';
+import { FirewallRefusedError, chooseBackend, desiredFiles, planFirewall } from './plan';
+import { renderIptablesApply } from './render-iptables';
+import { NFT_COMMENT, chainsForNftFamily, renderNftApply } from './render-nft';
+import { representative } from './fixtures/representative';
+
+const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+const params = (name: keyof typeof representative, extra: object = {}) => firewallParams.parse({ ...representative[name]!.params, ...extra });
+const desired = (name: keyof typeof representative) => buildDesired(params(name), representative[name]!.ids);
+
+// ---- rendering ----
+
+test('renders the minimal nft ruleset: our table only, declared, deleted and re-created in one file', () => {
+  const text = renderNftApply(desired('minimal'), ['inet']);
+  assert.match(text, /^table inet epoch_provision\ndelete table inet epoch_provision\ntable inet epoch_provision \{$/m);
+  assert.doesNotMatch(text, /flush ruleset/);
+  assert.match(text, /type nat hook output priority -100; policy accept;/);
+  assert.match(text, /meta skuid 998 return/);
+  assert.match(text, /meta skgid 997 return/);
+  assert.match(text, /oifname "lo" return/);
+  assert.match(text, /ip daddr \{ 127\.0\.0\.0\/8, 169\.254\.0\.0\/16, 198\.18\.202\.1 \} return/);
+  assert.match(text, /ip6 daddr \{ ::1, fe80::\/10 \} return/);
+  assert.match(text, /tcp dport 22 return/);
+  assert.match(text, /tcp dport 443 redirect to :8443/);
+  assert.doesNotMatch(text, /prerouting/);
+});
+
+test('renders prerouting for incoming mode and container bridges, after every exclusion', () => {
+  const text = renderNftApply(desired('full'), ['inet']);
+  const pre = text.slice(text.indexOf('chain prerouting'));
+  assert.match(pre, /iifname \{ "br-1a2b3c", "docker0" \} tcp dport \{ 443, 8080 \} redirect to :8443/);
+  assert.match(pre, /tcp dport 443 redirect to :8444/);
+  assert.ok(pre.indexOf('tcp dport { 22, 8443, 9000 } return') < pre.indexOf('redirect'));
+  // 10.0.0.0/9 + 10.128.0.0/9 stay as given (non-overlapping); 198.18.202.1 is the controller.
+  assert.match(text, /ip daddr \{ 10\.0\.0\.0\/9, 10\.128\.0\.0\/9, 127\.0\.0\.0\/8, 169\.254\.0\.0\/16, 198\.18\.202\.1, 198\.18\.203\.0\/24 \} return/);
+});
+
+test('renders ip + ip6 tables when the kernel has no inet nat; each keeps only its own addresses', () => {
+  const text = renderNftApply(desired('minimal'), ['ip', 'ip6']);
+  const ip = text.slice(text.indexOf('table ip epoch_provision {'), text.indexOf('table ip6 epoch_provision'));
+  const ip6 = text.slice(text.indexOf('table ip6 epoch_provision {'));
+  assert.match(ip, /ip daddr/);
+  assert.doesNotMatch(ip, /ip6 daddr/);
+  assert.match(ip6, /ip6 daddr/);
+  assert.doesNotMatch(ip6, /ip daddr/);
+});
+
+test('iptables rendering equals what iptables-save prints back (legacy and nft, v4 and v6)', () => {
+  const zero = { jumps: { output: 0, prerouting: 0 }, exists: { output: false, prerouting: false } };
+  for (const name of ['minimal', 'full'] as const) {
+    for (const [fam, file] of [['ip', 'iptables'], ['ip6', 'ip6tables']] as const) {
+      const rendered = renderIptablesApply(chainsForNftFamily(desired(name), fam), zero);
+      const ruleLines = rendered.split('\n').filter((l) => l.startsWith('-A '));
+      for (const v of ['legacy', 'nft']) {
+        const saved = fixture(`${name}.${file}-${v}-save.txt`).split('\n').filter((l) => l.startsWith('-A EPOCH_'));
+        assert.deepEqual(ruleLines, saved, `${name} ${file}-${v}`);
+      }
+      assert.match(rendered, /^-I OUTPUT 1 -j EPOCH_OUTPUT$/m);
+      assert.doesNotMatch(rendered, /^\*filter/m);
+    }
+  }
+});
+
+test('iptables apply file removes surplus jumps and unwanted chains, nothing else', () => {
+  const chains = chainsForNftFamily(desired('minimal'), 'ip');
+  const text = renderIptablesApply(chains, { jumps: { output: 2, prerouting: 1 }, exists: { output: true, prerouting: true } });
+  assert.equal(text.match(/^-D OUTPUT -j EPOCH_OUTPUT$/gm)?.length, 1);
+  assert.doesNotMatch(text, /^-I OUTPUT/m);
+  assert.match(text, /^-D PREROUTING -j EPOCH_PREROUTING$/m);
+  assert.match(text, /^-X EPOCH_PREROUTING$/m);
+  for (const line of text.split('\n').filter((l) => /^-[ADIFX] /.test(l))) assert.match(line, /EPOCH_/);
+});
+
+// ---- parsing real outputs, semantic comparison ----
+
+test('nft -j output of the rendered table compares equal to the desired state (inet, ip, ip6)', () => {
+  for (const name of ['minimal', 'full'] as const) {
+    const d = desired(name);
+    assert.ok(nftTablesEqual(parseNftTableJson(fixture(`${name}.inet.json`)), chainsForNftFamily(d, 'inet')), `${name} inet`);
+    assert.ok(nftTablesEqual(parseNftTableJson(fixture(`${name}.ip.json`)), chainsForNftFamily(d, 'ip')), `${name} ip`);
+    assert.ok(nftTablesEqual(parseNftTableJson(fixture(`${name}.ip6.json`)), chainsForNftFamily(d, 'ip6')), `${name} ip6`);
+  }
+});
+
+test('nft merged 10.0.0.0/9 + 10.128.0.0/9 into 10.0.0.0/8 and it still compares equal', () => {
+  assert.match(fixture('full.inet.nft'), /ip daddr \{ 10\.0\.0\.0\/8,/);
+  assert.ok(nftTablesEqual(parseNftTableJson(fixture('full.inet.json')), desired('full').chains));
+});
+
+test('nft comparison notices a different port, a missing chain and an unknown rule', () => {
+  const live = parseNftTableJson(fixture('minimal.inet.json'));
+  const otherPort = buildDesired(params('minimal', { agentPort: 9443 }), representative.minimal!.ids);
+  assert.equal(nftTablesEqual(live, otherPort.chains), false);
+  assert.equal(nftTablesEqual(live, desired('full').chains), false);
+  const tampered = fixture('minimal.inet.json').replace('{"return": null}', '{"accept": null}');
+  assert.equal(nftTablesEqual(parseNftTableJson(tampered), desired('minimal').chains), false);
+  assert.equal(nftTablesEqual(null, desired('minimal').chains), false);
+});
+
+test('iptables-save of the rendered chains is converged; extra jump, missing rule or stale chain is not', () => {
+  for (const v of ['legacy', 'nft']) {
+    const want4 = chainsForNftFamily(desired('full'), 'ip');
+    const save = fixture(`full.iptables-${v}-save.txt`);
+    assert.ok(iptablesConverged(parseIptablesSave(save), want4), v);
+    const twoJumps = save.replace('-A OUTPUT -j EPOCH_OUTPUT', '-A OUTPUT -j EPOCH_OUTPUT\n-A OUTPUT -j EPOCH_OUTPUT');
+    assert.equal(iptablesConverged(parseIptablesSave(twoJumps), want4), false);
+    const missing = save.replace(/^-A EPOCH_OUTPUT -o lo .*\n/m, '');
+    assert.equal(iptablesConverged(parseIptablesSave(missing), want4), false);
+    // full has a prerouting chain; minimal does not want one.
+    assert.equal(iptablesConverged(parseIptablesSave(save), chainsForNftFamily(desired('minimal'), 'ip')), false);
+  }
+});
+
+test('iptables-save parsing ignores foreign chains (Docker) and normalises masks', () => {
+  const docker = `*nat\n:PREROUTING ACCEPT [10:600]\n:OUTPUT ACCEPT [3:180]\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n-A DOCKER -i docker0 -j RETURN\nCOMMIT\n`;
+  const nat = parseIptablesSave(docker);
+  assert.equal(nat.natTablePresent, true);
+  assert.deepEqual(nat.jumps, { output: 0, prerouting: 0 });
+  assert.equal(nat.ruleCount, 4);
+  assert.equal(describeIptablesOurs(nat), '');
+  assert.equal(normaliseRule('-A EPOCH_OUTPUT -d 10.0.0.0/255.0.0.0 -j RETURN'), '-A EPOCH_OUTPUT -d 10.0.0.0/8 -j RETURN');
+});
+
+// ---- plan ----
+
+const emptyHost = (over: Partial<FirewallFacts> = {}): FirewallFacts => ({
+  kernel: '6.1.0-18-amd64',
+  systemd: true,
+  tools: ['nft', 'iptables', 'iptables-nft', 'iptables-legacy', 'systemd-run', 'curl'],
+  iptablesDefault: 'nft',
+  nftRuleset: '',
+  nftTables: { inet: { json: null, text: null }, ip: { json: null, text: null }, ip6: { json: null, text: null } },
+  iptablesSave: { legacy: { v4: '', v6: '' }, nft: { v4: '', v6: '' } },
+  agentUser: { name: 'epoch-agent', uid: 998, gid: 997 },
+  agentGroup: { name: 'epoch-agent', gid: 997 },
+  excludeUsers: [],
+  controllerAddress: '198.18.202.1',
+  files: Object.fromEntries(managedPaths(params('minimal')).map((p) => [p, null])),
+  agent: { active: true, healthy: true },
+  bindingActive: false,
+  services: { firewalld: false, ufw: false, docker: false },
+  ...over,
+});
+
+test('plan on a fresh host (nft): arm the revert, write files, activate — with a before/after diff', () => {
+  const changes = planFirewall(params('minimal'), emptyHost());
+  assert.deepEqual(changes.map((c) => c.id), ['firewall:arm-revert', 'firewall:files', 'firewall:activate']);
+  const arm = changes[0]!.steps[0]!;
+  assert.equal(arm.kind, 'run');
+  assert.match(arm.kind === 'run' ? arm.argv.join(' ') : '', / arm "\$1" "\$2" sh [0-9a-f]{12} 60$/);
+  const files = changes[1]!;
+  const nftPut = files.steps.find((s) => s.kind === 'put' && s.path === rulesNftPath);
+  assert.deepEqual(nftPut?.kind === 'put' && nftPut.validate, ['nft', '-c', '-f', '{}']);
+  assert.ok(files.steps.some((s) => s.kind === 'put' && s.path === unitPath));
+  const activate = changes[2]!;
+  assert.equal(activate.diff?.before, '');
+  assert.match(activate.diff?.after ?? '', /redirect to :8443/);
+  for (const c of changes) assert.ok(c.undo && c.undo.length > 0, `${c.id} records an undo`);
+});
+
+test('plan on a converged host (nft): no changes, no write command', () => {
+  const p = params('minimal');
+  const base = emptyHost();
+  const files = desiredFiles(p, base, 'nft', desired('minimal'));
+  const converged = emptyHost({
+    files,
+    bindingActive: true,
+    nftRuleset: fixture('minimal.inet.nft'),
+    nftTables: { inet: { json: fixture('minimal.inet.json'), text: fixture('minimal.inet.nft') }, ip: { json: null, text: null }, ip6: { json: null, text: null } },
+  });
+  assert.deepEqual(planFirewall(p, converged), []);
+  // The same host with the watcher stopped is not converged: rules without the binding would not fail open.
+  assert.deepEqual(planFirewall(p, { ...converged, bindingActive: false }).map((c) => c.id), ['firewall:arm-revert', 'firewall:activate']);
+});
+
+test('plan on a fresh iptables-legacy host writes rules.v4/v6 validated by iptables-legacy-restore --test', () => {
+  const legacyHost = emptyHost({ iptablesSave: { legacy: { v4: '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n', v6: '' }, nft: { v4: '', v6: '' } } });
+  const changes = planFirewall(params('minimal'), legacyHost);
+  const files = changes.find((c) => c.id === 'firewall:files')!;
+  const v4 = files.steps.find((s) => s.kind === 'put' && s.path === rulesV4Path);
+  const v6 = files.steps.find((s) => s.kind === 'put' && s.path === rulesV6Path);
+  assert.deepEqual(v4?.kind === 'put' && v4.validate, ['iptables-legacy-restore', '-w', '--test', '--noflush', '{}']);
+  assert.deepEqual(v6?.kind === 'put' && v6.validate, ['ip6tables-legacy-restore', '-w', '--test', '--noflush', '{}']);
+  assert.match(files.steps.find((s) => s.kind === 'put' && s.path === confPath)?.kind === 'put' ? (files.steps.find((s) => s.kind === 'put' && s.path === confPath) as { content: string }).content : '', /BACKEND=iptables-legacy/);
+});
+
+test('plan on a converged iptables-nft host: no changes', () => {
+  const p = params('full');
+  const ids = representative.full!.ids;
+  const base = emptyHost({
+    excludeUsers: [{ ref: '1001', entry: { name: 'backup', uid: 1001, gid: 1001 } }],
+    controllerAddress: ids.controllerAddress,
+    iptablesSave: { legacy: { v4: '', v6: '' }, nft: { v4: fixture('full.iptables-nft-save.txt'), v6: fixture('full.ip6tables-nft-save.txt') } },
+    bindingActive: true,
+  });
+  assert.equal(chooseBackend(p, base), 'iptables-nft');
+  const files = desiredFiles(p, base, 'iptables-nft', buildDesired(p, ids));
+  assert.deepEqual(planFirewall(p, { ...base, files }), []);
+});
+
+test('agent not healthy: files staged, rules not loaded; already staged → converged', () => {
+  const p = params('minimal');
+  const down = emptyHost({ agent: { active: false, healthy: false } });
+  const changes = planFirewall(p, down);
+  assert.match(changes.at(-1)!.summary, /agent not running/);
+  assert.equal(changes.at(-1)!.diff?.after, '');
+  assert.deepEqual(planFirewall(p, { ...down, files: desiredFiles(p, down, 'nft', desired('minimal')) }), []);
+});
+
+test('docker without containerInterfaces gets a warning in the plan', () => {
+  const changes = planFirewall(params('minimal'), emptyHost({ services: { firewalld: false, ufw: false, docker: true } }));
+  assert.match(changes.at(-1)!.summary, /container traffic is not covered by OUTPUT/);
+});
+
+test('removal: arms, purges and deletes; a clean host is converged', () => {
+  const p = params('minimal', { state: 'absent' });
+  const installed = emptyHost({
+    files: { ...emptyHost().files, [scriptPath]: epochFirewallScript, [confPath]: 'BACKEND=nft\n' },
+    nftTables: { inet: { json: fixture('minimal.inet.json'), text: fixture('minimal.inet.nft') }, ip: { json: null, text: null }, ip6: { json: null, text: null } },
+    bindingActive: true,
+  });
+  const changes = planFirewall(p, installed);
+  assert.deepEqual(changes.map((c) => c.id), ['firewall:arm-revert', 'firewall:remove']);
+  assert.match(changes[1]!.diff?.before ?? '', /table inet epoch_provision/);
+  assert.deepEqual(planFirewall(p, emptyHost()), []);
+});
+
+// ---- bad input: clear errors before anything is applied ----
+
+test('invalid ports and CIDRs are rejected by the schema with the value', () => {
+  const bad = [
+    [{ ports: [0] }, /port must be 1\.\.65535/],
+    [{ ports: [70000] }, /port must be 1\.\.65535/],
+    [{ agentPort: 443 }, /both captured and the agent's listener/],
+    [{ ports: [22] }, /SSH port/],
+    [{ excludeCidrs: ['10.0.0.1/8'] }, /host bits are set \(did you mean 10\.0\.0\.0\/8\?\)/],
+    [{ excludeCidrs: ['300.1.1.1'] }, /invalid address "300\.1\.1\.1"/],
+    [{ excludeCidrs: ['fe80::/129'] }, /prefix length must be 0\.\.128/],
+    [{ modes: ['incoming'] }, /incoming mode needs incomingPort/],
+    [{ bogus: 1 }, /bogus/],
+  ] as const;
+  for (const [input, message] of bad) {
+    const r = firewallParams.safeParse(input);
+    assert.equal(r.success, false, JSON.stringify(input));
+    assert.match((r.error?.issues ?? []).map((i) => `${i.path.join(".")}: ${i.message}`).join("\n"), message, JSON.stringify(input));
+  }
+});
+
+test('an unknown agent user or excluded uid is refused', () => {
+  assert.throws(() => planFirewall(params('minimal'), emptyHost({ agentUser: null })), (e: unknown) => e instanceof FirewallRefusedError && /agent user "epoch-agent" does not exist/.test(e.message));
+  assert.throws(
+    () => planFirewall(params('minimal', { excludeUsers: [4242] }), emptyHost({ excludeUsers: [{ ref: '4242', entry: null }] })),
+    /excludeUsers: unknown user\(s\) "4242"/,
+  );
+});
+
+test('a foreign nft table or iptables chain with our name is refused', () => {
+  const foreignText = 'table inet epoch_provision {\n\tchain x {\n\t}\n}\n';
+  assert.throws(
+    () => planFirewall(params('minimal'), emptyHost({ nftTables: { inet: { json: '{"nftables":[]}', text: foreignText }, ip: { json: null, text: null }, ip6: { json: null, text: null } } })),
+    /nft table `inet epoch_provision` exists but was not created by epoch-provision/,
+  );
+  const foreignChain = '*nat\n:OUTPUT ACCEPT [0:0]\n:EPOCH_OUTPUT - [0:0]\n-A EPOCH_OUTPUT -j ACCEPT\nCOMMIT\n';
+  assert.throws(() => planFirewall(params('minimal'), emptyHost({ iptablesSave: { legacy: { v4: '', v6: '' }, nft: { v4: foreignChain, v6: '' } } })), /holds rules we did not write: -A EPOCH_OUTPUT -j ACCEPT/);
+  const emptyForeign = '*nat\n:OUTPUT ACCEPT [0:0]\n:EPOCH_OUTPUT - [0:0]\nCOMMIT\n';
+  assert.throws(() => planFirewall(params('minimal'), emptyHost({ iptablesSave: { legacy: { v4: emptyForeign, v6: '' }, nft: { v4: '', v6: '' } } })), /already has a chain named EPOCH_OUTPUT/);
+  assert.ok(NFT_COMMENT.length > 0);
+});
+
+test('ambiguous backend (legacy rules and nf_tables rules) is refused unless params say which', () => {
+  const both = emptyHost({
+    nftRuleset: 'table inet firewalld {\n}\n',
+    iptablesSave: { legacy: { v4: '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n', v6: '' }, nft: { v4: '', v6: '' } },
+  });
+  assert.throws(() => planFirewall(params('minimal'), both), /ambiguous firewall backend: iptables-legacy has 1 rule/);
+  assert.equal(chooseBackend(params('minimal', { backend: 'nft' }), both), 'nft');
+  assert.throws(() => chooseBackend(params('minimal', { backend: 'nft' }), emptyHost({ tools: ['iptables-legacy'] })), /`nft` is not installed/);
+});
+
+// ---- gather output parsing and the host script ----
+
+test('gather output is parsed into facts (sections, base64 files, health JSON, SSH_CONNECTION)', () => {
+  const p = params('minimal');
+  const out = [
+    '@@ kernel', '6.1.0-18-amd64', '@@ systemd', 'yes', '@@ tools', 'nft', 'curl', '@@ iptables-version', 'iptables v1.8.9 (nf_tables)',
+    '@@ nft-ruleset', '', '@@ agent-user', 'epoch-agent:x:998:997::/opt/epoch-agent:/usr/sbin/nologin', '@@ agent-group', 'epoch-agent:x:997:',
+    `@@ file ${confPath}`, Buffer.from('BACKEND=nft\n').toString('base64'), '@@ agent-active', 'active',
+    '@@ agent-health', '{"ready":true,"version":"0.1.0"}', '@@ binding', 'inactive', '@@ services', 'docker', '',
+  ].join('\n');
+  const f = parseGatherOutput(p, out, '198.18.202.1 50522 198.18.202.10 22\n');
+  assert.equal(f.systemd, true);
+  assert.equal(f.iptablesDefault, 'nft');
+  assert.deepEqual(f.agentUser, { name: 'epoch-agent', uid: 998, gid: 997 });
+  assert.deepEqual(f.agentGroup, { name: 'epoch-agent', gid: 997 });
+  assert.equal(f.files[confPath], 'BACKEND=nft\n');
+  assert.equal(f.files[scriptPath], null);
+  assert.deepEqual(f.agent, { active: true, healthy: true });
+  assert.equal(f.controllerAddress, '198.18.202.1');
+  assert.equal(f.services.docker, true);
+  assert.match(gatherScript(p), /"ip\$\{f\}tables-\$v-save" 2>\/dev\/null/);
+  assert.doesNotMatch(gatherScript(p), /-save -t nat/);
+});
+
+test('the bundled host script is in sync with host-scripts/epoch-firewall.sh (run generate.mjs after editing it)', () => {
+  assert.equal(epochFirewallScript, fixture('../host-scripts/epoch-firewall.sh'));
+});

@@ -1,0 +1,354 @@
+#!/bin/sh
+# epoch-firewall: the on-host half of the firewall module (installed as /usr/local/lib/epoch-provision/epoch-firewall).
+# Rules exist only while the agent is healthy (watch), every change is commit-confirmed (arm/confirm/revert), and
+# only our own table or chains are ever touched.
+#   watch                 load while the agent is healthy, unload when it is not (epoch-firewall.service, or the
+#                         no-systemd watchdog started by `activate`)
+#   wait-healthy | healthy | load | unload | status
+#   activate              (re)start the binding so the current rules file takes effect if the agent is healthy
+#   deactivate            stop the binding and unload
+#   arm GEN SECONDS       snapshot our files, then schedule `revert ID` after SECONDS (systemd timer or setsid)
+#   confirm               disarm every armed revert (the controller calls this over a new connection)
+#   revert ID | undo GEN  restore a snapshot (timer) / the newest snapshot of GEN (the runner's undo)
+#   purge                 after removal: delete our state folders
+set -u
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+
+# EPOCH_FW_ROOT relocates every file (tests in a network namespace use it; hosts never set it).
+ROOT=${EPOCH_FW_ROOT:-}
+CONF_DIR=$ROOT/etc/epoch-provision/firewall
+CONF=$CONF_DIR/firewall.conf
+STATE_DIR=$ROOT/var/lib/epoch-provision/firewall
+SCRIPT=$ROOT/usr/local/lib/epoch-provision/epoch-firewall
+UNIT=epoch-firewall.service
+UNIT_FILE=$ROOT/etc/systemd/system/$UNIT
+WATCHDOG_PID=$ROOT/run/epoch-firewall-watchdog.pid
+TABLE=epoch_provision
+
+# Defaults; firewall.conf (written by the provisioner) overrides them.
+BACKEND=none
+HEALTH_URL=http://127.0.0.1:9090/healthz
+HEALTH_TIMEOUT=30
+AGENT_UNIT=epoch-agent.service
+NFT_FAMILIES=inet
+[ -r "$CONF" ] && . "$CONF"
+DROPIN=$ROOT/etc/systemd/system/$AGENT_UNIT.d/50-epoch-firewall.conf
+
+say() { echo "epoch-firewall: $*" >&2; }
+die() { say "$*"; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+has_systemd() { [ -z "$ROOT" ] && [ -d /run/systemd/system ] && have systemctl; }
+
+# ---- health -------------------------------------------------------------------------------------------------------
+healthy() {
+  if have curl; then
+    body=$(curl -fsS --max-time 1 "$HEALTH_URL" 2>/dev/null) || return 1
+  elif have wget; then
+    body=$(wget -q -T 1 -O - "$HEALTH_URL" 2>/dev/null) || return 1
+  else
+    node=$(command -v node || command -v nodejs || echo /opt/epoch-agent/runtime/bin/node)
+    [ -x "$node" ] || return 1
+    body=$("$node" -e 'fetch(process.argv[1],{signal:AbortSignal.timeout(1000)}).then(r=>r.ok?r.text():Promise.reject()).then(t=>process.stdout.write(t),()=>process.exit(1))' "$HEALTH_URL" 2>/dev/null) || return 1
+  fi
+  printf '%s' "$body" | grep -q '"ready"[[:space:]]*:[[:space:]]*true'
+}
+
+wait_healthy() {
+  deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+  while ! healthy; do
+    [ "$(date +%s)" -ge "$deadline" ] && die "agent not healthy at $HEALTH_URL after $HEALTH_TIMEOUT s; rules not loaded (traffic stays direct)"
+    sleep 0.5
+  done
+}
+
+# ---- iptables helpers -----------------------------------------------------------------------------------------------
+# $1 = save command, $2 = restore command. Removes our jumps and chains in one restore, touching nothing else.
+ipt_remove() {
+  save=$($1 2>/dev/null) || return 0
+  printf '%s\n' "$save" | grep -q '^\*nat' || return 0
+  nat=$(printf '%s\n' "$save" | sed -n '/^\*nat/,/^COMMIT/p')
+  lines=$(printf '%s\n' "$nat" | sed -n -E 's/^-A (OUTPUT|PREROUTING) -j (EPOCH_OUTPUT|EPOCH_PREROUTING)$/-D \1 -j \2/p')
+  for ch in EPOCH_OUTPUT EPOCH_PREROUTING; do
+    if printf '%s\n' "$nat" | grep -q "^:$ch "; then lines="$lines
+-F $ch
+-X $ch"; fi
+  done
+  [ -n "$(printf '%s' "$lines" | tr -d '[:space:]')" ] || return 0
+  printf '*nat\n%s\nCOMMIT\n' "$lines" | $2 -w --noflush || die "$2 failed removing our chains"
+}
+
+# $1 = save, $2 = restore, $3 = rules file. One atomic restore: drop existing jumps and chains we no longer want,
+# then the file (declaring a chain under --noflush flushes it; the file inserts exactly one jump per chain).
+ipt_load() {
+  [ -r "$3" ] || return 0
+  save=$($1 2>/dev/null) || save=
+  nat=$(printf '%s\n' "$save" | sed -n '/^\*nat/,/^COMMIT/p')
+  {
+    echo '*nat'
+    sed -n -E '/^:EPOCH_/p' "$3"
+    printf '%s\n' "$nat" | sed -n -E 's/^-A (OUTPUT|PREROUTING) -j (EPOCH_OUTPUT|EPOCH_PREROUTING)$/-D \1 -j \2/p'
+    for ch in EPOCH_OUTPUT EPOCH_PREROUTING; do
+      if printf '%s\n' "$nat" | grep -q "^:$ch " && ! grep -q "^:$ch " "$3"; then printf -- '-F %s\n-X %s\n' "$ch" "$ch"; fi
+    done
+    sed -e '1,/^\*nat$/d' -e '/^:EPOCH_/d' "$3"
+  } | $2 -w --noflush || die "$2 -w --noflush failed loading $3"
+}
+
+# iptables-nft creates `table ip nat` on first use; if the host had none before we came, drop it again once it
+# holds no rules, so removal leaves `nft list ruleset` as it was.
+ipt_nft_drop_pristine_nat() {
+  fam=$1
+  [ -f "$CONF_DIR/pristine-no-nat-$fam" ] && have nft || return 0
+  listing=$(nft list table "$fam" nat 2>/dev/null) || return 0
+  extra=$(printf '%s\n' "$listing" | grep -v -E '^[[:space:]]*(table .*\{|chain [A-Z]+ \{|type nat hook .*|\}|)$' || true)
+  [ -z "$extra" ] && nft delete table "$fam" nat
+  return 0
+}
+
+# ---- load / unload --------------------------------------------------------------------------------------------------
+nft_remove_ours() {
+  have nft || return 0
+  for fam in inet ip ip6; do
+    if nft list table "$fam" "$TABLE" >/dev/null 2>&1; then
+      printf 'table %s %s\ndelete table %s %s\n' "$fam" "$TABLE" "$fam" "$TABLE" | nft -f - || die "nft could not delete table $fam $TABLE"
+    fi
+  done
+}
+
+unload_all() {
+  nft_remove_ours
+  have iptables-legacy-save && { ipt_remove iptables-legacy-save iptables-legacy-restore; ipt_remove ip6tables-legacy-save ip6tables-legacy-restore; }
+  have iptables-nft-save && { ipt_remove iptables-nft-save iptables-nft-restore; ipt_remove ip6tables-nft-save ip6tables-nft-restore; }
+  [ "$BACKEND" = iptables-nft ] && { ipt_nft_drop_pristine_nat ip; ipt_nft_drop_pristine_nat ip6; }
+  return 0
+}
+
+load() {
+  case "$BACKEND" in
+    nft)
+      [ -r "$CONF_DIR/rules.nft" ] || die "no $CONF_DIR/rules.nft"
+      nft -f "$CONF_DIR/rules.nft" || die "nft -f $CONF_DIR/rules.nft failed"
+      # Families we no longer render (e.g. inet replaced by ip + ip6) must not linger.
+      for fam in inet ip ip6; do
+        case " $NFT_FAMILIES " in *" $fam "*) continue ;; esac
+        if nft list table "$fam" "$TABLE" >/dev/null 2>&1; then printf 'table %s %s\ndelete table %s %s\n' "$fam" "$TABLE" "$fam" "$TABLE" | nft -f -; fi
+      done ;;
+    iptables-nft|iptables-legacy)
+      v=${BACKEND#iptables-}
+      if [ -r "$CONF_DIR/rules.v4" ]; then ipt_load "iptables-$v-save" "iptables-$v-restore" "$CONF_DIR/rules.v4"; else ipt_remove "iptables-$v-save" "iptables-$v-restore"; fi
+      if [ -r "$CONF_DIR/rules.v6" ]; then ipt_load "ip6tables-$v-save" "ip6tables-$v-restore" "$CONF_DIR/rules.v6"; else ipt_remove "ip6tables-$v-save" "ip6tables-$v-restore"; fi ;;
+    none) unload_all ;;
+    *) die "unknown BACKEND=$BACKEND in $CONF" ;;
+  esac
+}
+
+# Cheap check that our rules are live (an ExecStopPost of the agent may have removed them behind the watcher's back).
+loaded() {
+  case "$BACKEND" in
+    nft) fam=${NFT_FAMILIES%% *}; nft list table "$fam" "$TABLE" >/dev/null 2>&1 ;;
+    iptables-nft|iptables-legacy)
+      v=${BACKEND#iptables-}
+      if [ -r "$CONF_DIR/rules.v4" ]; then s=iptables-$v-save; else s=ip6tables-$v-save; fi
+      $s 2>/dev/null | grep -q -E '^-A (OUTPUT|PREROUTING) -j EPOCH_' ;;
+    *) return 0 ;;
+  esac
+}
+
+# ---- the binding: rules only while the agent is healthy --------------------------------------------------------------
+watch() {
+  trap 'unload_all; exit 0' TERM INT HUP
+  state=down
+  while :; do
+    if healthy; then
+      if [ "$state" != up ] || ! loaded; then load && state=up && say "agent healthy: rules loaded"; fi
+    elif [ "$state" != down ]; then
+      # One retry so a single slow answer does not flap the rules; a dead agent refuses at once.
+      sleep 0.3
+      if ! healthy; then unload_all; state=down; say "agent not healthy: rules removed, traffic flows directly"; fi
+    fi
+    sleep 0.5 & wait $!
+  done
+}
+
+activate() {
+  if has_systemd; then
+    systemctl daemon-reload
+    if [ "$BACKEND" = none ] || [ ! -f "$UNIT_FILE" ]; then
+      systemctl stop "$UNIT" 2>/dev/null; unload_all; return 0
+    fi
+    # Restart only while the agent runs: starting our unit would pull the agent in through BindsTo.
+    if systemctl is-active --quiet "$AGENT_UNIT"; then
+      systemctl restart "$UNIT" || die "systemctl restart $UNIT failed"
+      wait_healthy
+      load
+    else
+      unload_all
+    fi
+  else
+    stop_watchdog
+    if [ "$BACKEND" = none ]; then unload_all; return 0; fi
+    if healthy; then load; else unload_all; fi
+    mkdir -p "$(dirname "$WATCHDOG_PID")"
+    setsid sh -c 'echo $$ > "$1"; exec "$2" watch' sh "$WATCHDOG_PID" "$SCRIPT" </dev/null >/dev/null 2>&1 &
+  fi
+}
+
+stop_watchdog() {
+  if [ -r "$WATCHDOG_PID" ]; then
+    pid=$(cat "$WATCHDOG_PID")
+    case "$pid" in ''|*[!0-9]*) ;; *) kill "$pid" 2>/dev/null ;; esac
+    rm -f "$WATCHDOG_PID"
+  fi
+}
+
+deactivate() {
+  if has_systemd; then systemctl stop "$UNIT" 2>/dev/null; else stop_watchdog; fi
+  unload_all
+}
+
+# ---- commit-confirmed -------------------------------------------------------------------------------------------------
+managed_files() {
+  echo "$CONF"; echo "$CONF_DIR/rules.nft"; echo "$CONF_DIR/rules.v4"; echo "$CONF_DIR/rules.v6"
+  echo "$CONF_DIR/pristine-no-nat-ip"; echo "$CONF_DIR/pristine-no-nat-ip6"
+  echo "$SCRIPT"; echo "$UNIT_FILE"; echo "$DROPIN"
+}
+
+arm() {
+  gen=$1; secs=$2
+  case "$gen$secs" in *[!0-9a-z-]*) die "bad arm arguments: $gen $secs" ;; esac
+  id=$(date +%s)-$gen
+  dir=$STATE_DIR/armed-$id
+  mkdir -p "$STATE_DIR" && chmod 700 "$STATE_DIR"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/files" || die "cannot create $dir.tmp"
+  managed_files | while read -r f; do
+    if [ -e "$f" ]; then mkdir -p "$dir.tmp/files$(dirname "$f")" && cp -p "$f" "$dir.tmp/files$f"; else echo "$f" >> "$dir.tmp/absent"; fi
+  done
+  [ -f "$dir.tmp/absent" ] || : > "$dir.tmp/absent"
+  # The revert must not depend on the script we are about to replace.
+  cp "$0" "$dir.tmp/epoch-firewall" || die "cannot copy $0 into the snapshot"
+  chmod 755 "$dir.tmp/epoch-firewall"
+  mv "$dir.tmp" "$dir"
+  record_pristine
+  if has_systemd && have systemd-run; then
+    systemctl reset-failed "epoch-fw-revert-$id.timer" "epoch-fw-revert-$id.service" >/dev/null 2>&1
+    systemd-run --quiet --unit="epoch-fw-revert-$id" --description="epoch-provision firewall auto-revert $id" \
+      --on-active="$secs" --timer-property=AccuracySec=1s \
+      "$dir/epoch-firewall" revert "$id" || die "systemd-run could not arm the auto-revert"
+    echo systemd > "$dir/kind"
+  else
+    setsid sh -c 'echo $$ > "$1/sleeper.pid"; sleep "$2"; exec "$1/epoch-firewall" revert "$3"' sh "$dir" "$secs" "$id" </dev/null >/dev/null 2>&1 &
+    echo setsid > "$dir/kind"
+  fi
+  echo "armed $id: reverts in $secs s unless confirmed"
+}
+
+# Remember which nat tables did not exist before our first install (see ipt_nft_drop_pristine_nat).
+record_pristine() {
+  [ -e "$CONF" ] && return 0
+  mkdir -p "$CONF_DIR"
+  if have nft; then
+    nft list table ip nat >/dev/null 2>&1 || : > "$CONF_DIR/pristine-no-nat-ip"
+    nft list table ip6 nat >/dev/null 2>&1 || : > "$CONF_DIR/pristine-no-nat-ip6"
+  fi
+}
+
+disarm() {
+  dir=$1
+  id=${dir##*/}; id=${id#*-}
+  if [ "$(cat "$dir/kind" 2>/dev/null)" = systemd ]; then
+    systemctl stop "epoch-fw-revert-$id.timer" >/dev/null 2>&1
+    systemctl reset-failed "epoch-fw-revert-$id.timer" "epoch-fw-revert-$id.service" >/dev/null 2>&1
+  elif [ -r "$dir/sleeper.pid" ]; then
+    pid=$(cat "$dir/sleeper.pid"); case "$pid" in ''|*[!0-9]*) ;; *) kill "$pid" 2>/dev/null ;; esac
+  fi
+}
+
+confirm() {
+  n=0
+  for dir in "$STATE_DIR"/armed-*; do
+    [ -d "$dir" ] || continue
+    id=${dir##*/armed-}
+    # The rename is the commit point: whichever of confirm and revert renames first wins.
+    mv "$dir" "$STATE_DIR/confirmed-$id" 2>/dev/null || continue
+    disarm "$STATE_DIR/confirmed-$id"
+    n=$((n + 1))
+    echo "confirmed $id"
+  done
+  # Keep the newest few confirmed snapshots for `undo`, drop older ones.
+  for prefix in confirmed reverted; do
+    ls -1 "$STATE_DIR" | grep "^$prefix-" | sort -t- -k2,2n | head -n -5 | while read -r old; do rm -rf "$STATE_DIR/$old"; done
+  done
+  echo "confirmed $n armed change(s)"
+}
+
+restore_snapshot() {
+  dir=$1
+  managed_files | while read -r f; do
+    if [ -e "$dir/files$f" ]; then mkdir -p "$(dirname "$f")" && cp -p "$dir/files$f" "$f"
+    elif grep -qxF "$f" "$dir/absent"; then rm -f "$f"; fi
+  done
+  # Re-read the restored configuration, then make the live state match it.
+  BACKEND=none; NFT_FAMILIES=inet
+  [ -r "$CONF" ] && . "$CONF"
+  if [ -x "$SCRIPT" ] && [ "$BACKEND" != none ]; then
+    "$SCRIPT" activate
+  else
+    if has_systemd; then systemctl stop "$UNIT" >/dev/null 2>&1; systemctl daemon-reload; else stop_watchdog; fi
+    unload_all
+  fi
+}
+
+revert() {
+  id=$1
+  src=$STATE_DIR/armed-$id
+  mv "$src" "$STATE_DIR/reverting-$id" 2>/dev/null || { say "nothing armed as $id (confirmed or reverted already)"; exit 0; }
+  say "not confirmed in time: reverting $id"
+  restore_snapshot "$STATE_DIR/reverting-$id"
+  mv "$STATE_DIR/reverting-$id" "$STATE_DIR/reverted-$id"
+  rm -rf "$STATE_DIR/reverted-$id/files"
+}
+
+undo() {
+  gen=$1
+  case "$gen" in *[!0-9a-z]*|'') die "bad generation: $gen" ;; esac
+  name=$(ls -1 "$STATE_DIR" 2>/dev/null | grep -E "^(armed|confirmed)-[0-9]+-$gen\$" | sort -t- -k2,2n | tail -n 1)
+  [ -n "$name" ] || { say "no snapshot for generation $gen"; exit 0; }
+  id=${name#*-}
+  mv "$STATE_DIR/$name" "$STATE_DIR/reverting-$id" || die "cannot claim $STATE_DIR/$name"
+  disarm "$STATE_DIR/reverting-$id"
+  restore_snapshot "$STATE_DIR/reverting-$id"
+  mv "$STATE_DIR/reverting-$id" "$STATE_DIR/reverted-$id"
+  echo "undone $id"
+}
+
+purge() {
+  deactivate
+  rm -rf "$CONF_DIR"
+  rmdir /etc/epoch-provision 2>/dev/null
+  return 0
+}
+
+status() {
+  echo "backend=$BACKEND healthy=$(healthy && echo yes || echo no) loaded=$(loaded && echo yes || echo no)"
+  ls -1 "$STATE_DIR" 2>/dev/null | grep -E '^armed-' || true
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  watch) watch ;;
+  healthy) healthy ;;
+  wait-healthy) wait_healthy ;;
+  load) load ;;
+  unload) unload_all ;;
+  activate) activate ;;
+  deactivate) deactivate ;;
+  arm) [ $# -eq 2 ] || die "usage: arm GEN SECONDS"; arm "$1" "$2" ;;
+  confirm) confirm ;;
+  revert) [ $# -eq 1 ] || die "usage: revert ID"; revert "$1" ;;
+  undo) [ $# -eq 1 ] || die "usage: undo GEN"; undo "$1" ;;
+  purge) purge ;;
+  status) status ;;
+  *) die "usage: epoch-firewall watch|healthy|wait-healthy|load|unload|activate|deactivate|arm|confirm|revert|undo|purge|status" ;;
+esac

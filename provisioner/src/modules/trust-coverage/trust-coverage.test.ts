@@ -1,0 +1,76 @@
+// Pure tests for the trust-coverage plan (opt-in fixes with undo) and its per-host report.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { test } from 'node:test';
+import { normalisePem } from '../ca/params';
+import { coverageReport, envDropInPath, renderEnvDropIn, type TrustCoverageFacts, trustCoverageModule, trustCoverageParams } from './trust-coverage';
+
+const caPem = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-ec.crt'), 'utf8'));
+const bundle = '/etc/ssl/certs/ca-certificates.crt';
+
+function facts(over: Partial<TrustCoverageFacts> = {}): TrustCoverageFacts {
+  return {
+    host: 'h1',
+    desiredPem: caPem,
+    desiredSource: 'cert_pem',
+    bundleFile: bundle,
+    node: { path: '/usr/bin/node', version: 'v18.19.0', bundledTrusts: false },
+    certifi: { path: '/usr/lib/python3/dist-packages/certifi/cacert.pem', trusts: false },
+    java: { keytool: '/usr/bin/keytool', cacerts: '/usr/lib/jvm/java-17/lib/security/cacerts', trusts: false, aliasPresent: false },
+    envDropIn: null,
+    systemdRunning: true,
+    ...over,
+  };
+}
+const params = (extra: Record<string, unknown> = {}) => trustCoverageParams.parse({ cert_pem: caPem, ...extra });
+
+test('no fixes requested → no changes, only a report', () => {
+  assert.deepEqual(trustCoverageModule.plan(params(), facts()), []);
+  const lines = coverageReport(params(), facts());
+  assert.match(lines[0] ?? '', /^h1: trust coverage for CA sha256 /);
+  assert.match(lines[1] ?? '', /node v18.19.0 .*WOULD REJECT.*fix_env/);
+  assert.match(lines[2] ?? '', /python certifi .*WOULD REJECT.*REQUESTS_CA_BUNDLE/);
+  assert.match(lines[3] ?? '', /java cacerts .*WOULD REJECT.*fix_java/);
+});
+
+test('fix_env adds the systemd drop-in and re-execs systemd; undo removes it', () => {
+  const [change] = trustCoverageModule.plan(params({ fix_env: true }), facts());
+  assert.deepEqual(change?.steps, [
+    { kind: 'put', path: envDropInPath, content: renderEnvDropIn(bundle), mode: 0o644, owner: 'root:root' },
+    { kind: 'run', argv: ['systemctl', 'daemon-reexec'], timeoutMs: 60_000 },
+  ]);
+  assert.deepEqual(change?.undo?.[0], { kind: 'run', argv: ['rm', '-f', '--', envDropInPath] });
+  assert.match(renderEnvDropIn(bundle), /DefaultEnvironment=NODE_EXTRA_CA_CERTS=\/etc\/ssl\/certs\/ca-certificates.crt REQUESTS_CA_BUNDLE=/);
+});
+
+test('fix_env already converged → no change, and the report counts node/python as covered', () => {
+  const f = facts({ envDropIn: renderEnvDropIn(bundle), java: null });
+  assert.deepEqual(trustCoverageModule.plan(params({ fix_env: true }), f), []);
+  const lines = coverageReport(params(), f);
+  assert.match(lines[1] ?? '', /trusts the CA via NODE_EXTRA_CA_CERTS/);
+  assert.match(lines[2] ?? '', /trusts the CA via REQUESTS_CA_BUNDLE/);
+});
+
+test('fix_java imports the CA with keytool from stdin; undo deletes the alias', () => {
+  const [change] = trustCoverageModule.plan(params({ fix_java: true }), facts());
+  const step = change?.steps[0];
+  assert.ok(step?.kind === 'run' && step.stdin === caPem);
+  assert.deepEqual(step.argv.slice(0, 5), ['/usr/bin/keytool', '-importcert', '-noprompt', '-alias', 'epoch-provision-ca']);
+  assert.deepEqual(change?.undo?.[0]?.kind === 'run' && change.undo[0].argv.slice(0, 5), ['/usr/bin/keytool', '-delete', '-noprompt', '-alias', 'epoch-provision-ca']);
+});
+
+test('fix_java already converged (cacerts trusts the CA) → no change', () => {
+  assert.deepEqual(trustCoverageModule.plan(params({ fix_java: true }), facts({ java: { keytool: '/usr/bin/keytool', cacerts: '/c', trusts: true, aliasPresent: true } })), []);
+});
+
+test('state absent removes both fixes, with undo that re-adds them', () => {
+  const changes = trustCoverageModule.plan(params({ state: 'absent' }), facts({ envDropIn: renderEnvDropIn(bundle), java: { keytool: '/usr/bin/keytool', cacerts: '/c', trusts: true, aliasPresent: true } }));
+  assert.deepEqual(changes.map((c) => c.id), [`env:${envDropInPath}`, 'java:/c']);
+  assert.deepEqual(trustCoverageModule.plan(params({ state: 'absent' }), facts()), []);
+});
+
+test('runtimes not installed are reported as not found', () => {
+  const lines = coverageReport(params(), facts({ node: null, certifi: null, java: null }));
+  assert.deepEqual(lines.slice(1), ['  node: not found', '  python certifi: not found', '  java keytool: not found']);
+});

@@ -1,0 +1,185 @@
+// trust-coverage: runtimes that ignore the system trust store (Node's bundled roots, Python certifi, Java cacerts).
+// gather detects which are on the host and whether each would trust the CA; `report` prints that per host before
+// interception is switched on. Opt-in fixes, each with its undo:
+//   fix_env  → /etc/systemd/system.conf.d/epoch-provision-ca.conf: DefaultEnvironment NODE_EXTRA_CA_CERTS and
+//              REQUESTS_CA_BUNDLE pointing at the system bundle (so an old and a new CA are both covered during a
+//              rotation), then `systemctl daemon-reexec`. Our own file, so add/remove never edits a shared one
+//              (/etc/environment would need line edits and only affects PAM logins, not services).
+//   fix_java → `keytool -importcert` of the CA into the JDK's cacerts under our alias.
+import { z } from 'zod';
+import { certFingerprint } from '../../ca/material';
+import type { Change, Step } from '../../core/change';
+import { bundleTrusts, hostCommandPath, probe, readHostFile } from '../ca/host-files';
+import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
+import type { HostContext, ProvisionModule } from '../module';
+import { parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
+
+export const envDropInPath = '/etc/systemd/system.conf.d/epoch-provision-ca.conf';
+
+export const trustCoverageParams = z
+  .object({
+    ...certPemSource,
+    fix_env: z.boolean().default(false),
+    fix_java: z.boolean().default(false),
+    /** absent: remove both fixes if present (what rollback does too, through the journal's undo steps). */
+    state: z.enum(['present', 'absent']).default('present'),
+    java_alias: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/).default('epoch-provision-ca'),
+    java_storepass: z.string().min(6).default('changeit'),
+  })
+  .strict()
+  .transform(loadCertFile);
+
+export type TrustCoverageParams = z.output<typeof trustCoverageParams>;
+
+export interface TrustCoverageFacts {
+  host: string;
+  desiredPem: string | null;
+  desiredSource: string;
+  bundleFile: string;
+  node: { path: string; version: string; bundledTrusts: boolean } | null;
+  certifi: { path: string; trusts: boolean } | null;
+  java: { keytool: string; cacerts: string; trusts: boolean; aliasPresent: boolean } | null;
+  envDropIn: string | null;
+  systemdRunning: boolean;
+}
+
+const nodeProbe = `const tls=require('tls');let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const n=x=>x.replace(/\\s+/g,'');console.log(JSON.stringify({version:process.version,bundled:tls.rootCertificates.some(c=>n(c)===n(s))}))})`;
+
+export function renderEnvDropIn(bundleFile: string): string {
+  return `# Managed by epoch-provision (trust-coverage): runtimes with private CA stores also trust the system bundle.
+# Services pick this up after \`systemctl daemon-reexec\` when they next start.
+[Manager]
+DefaultEnvironment=NODE_EXTRA_CA_CERTS=${bundleFile} REQUESTS_CA_BUNDLE=${bundleFile}
+`;
+}
+
+export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCoverageFacts> & {
+  report(params: TrustCoverageParams, facts: TrustCoverageFacts): string[];
+} = {
+  name: 'trust-coverage',
+  params: trustCoverageParams,
+
+  async gather(host: HostContext, params: TrustCoverageParams): Promise<TrustCoverageFacts> {
+    const t = host.transport;
+    const os = parseOsRelease((await readHostFile(t, '/etc/os-release')) ?? '');
+    const bundleFile = trustLayout(trustFamilyOf(os)).bundleFile;
+    const raw = params.cert_pem ?? (await readHostFile(t, params.host_cert_file));
+    const desiredPem = raw === null ? null : normalisePem(raw);
+    const facts: TrustCoverageFacts = {
+      host: host.name,
+      desiredPem,
+      desiredSource: params.cert_pem !== undefined ? (params.cert_file ?? 'cert_pem') : `${host.name}:${params.host_cert_file}`,
+      bundleFile,
+      node: null,
+      certifi: null,
+      java: null,
+      envDropIn: await readHostFile(t, envDropInPath),
+      systemdRunning: (await probe(t, ['test', '-d', '/run/systemd/system'])).exitCode === 0,
+    };
+    const pem = desiredPem ?? '';
+
+    const node = await hostCommandPath(t, 'node');
+    if (node) {
+      const r = await probe(t, [node, '-e', nodeProbe], pem);
+      if (r.exitCode === 0) {
+        const out = JSON.parse(r.stdout) as { version: string; bundled: boolean };
+        facts.node = { path: node, version: out.version, bundledTrusts: out.bundled };
+      }
+    }
+    const python = await hostCommandPath(t, 'python3');
+    if (python) {
+      const r = await probe(t, [python, '-c', 'import certifi; print(certifi.where())']);
+      const path = r.stdout.trim();
+      if (r.exitCode === 0 && path.startsWith('/')) facts.certifi = { path, trusts: desiredPem ? await bundleTrusts(t, path, pem) : false };
+    }
+    const keytool = await hostCommandPath(t, 'keytool');
+    if (keytool) {
+      const real = (await probe(t, ['readlink', '-f', keytool])).stdout.trim();
+      const cacerts = real.replace(/\/bin\/keytool$/, '/lib/security/cacerts');
+      const r = await probe(t, [keytool, '-list', '-v', '-keystore', cacerts, '-storepass', params.java_storepass]);
+      if (r.exitCode === 0) {
+        const fp = desiredPem ? certFingerprint(desiredPem) : '';
+        facts.java = {
+          keytool,
+          cacerts,
+          trusts: fp !== '' && r.stdout.toUpperCase().includes(`SHA256: ${fp}`),
+          aliasPresent: new RegExp(`^Alias name: ${params.java_alias}$`, 'm').test(r.stdout),
+        };
+      }
+    }
+    return facts;
+  },
+
+  plan(params: TrustCoverageParams, facts: TrustCoverageFacts): Change[] {
+    const changes: Change[] = [];
+    const reexec: Step[] = facts.systemdRunning ? [{ kind: 'run', argv: ['systemctl', 'daemon-reexec'], timeoutMs: 60_000 }] : [];
+    const desiredDropIn = renderEnvDropIn(facts.bundleFile);
+    const putDropIn = (content: string): Step => ({ kind: 'put', path: envDropInPath, content, mode: 0o644, owner: 'root:root' });
+    const removeDropIn: Step = { kind: 'run', argv: ['rm', '-f', '--', envDropInPath] };
+    const java = facts.java;
+    const keytoolArgs = java ? ['-keystore', java.cacerts, '-storepass', params.java_storepass] : [];
+    const deleteAlias: Step[] = java ? [{ kind: 'run', argv: [java.keytool, '-delete', '-noprompt', '-alias', params.java_alias, ...keytoolArgs] }] : [];
+
+    if (params.state === 'absent') {
+      if (facts.envDropIn !== null) {
+        changes.push({ id: `env:${envDropInPath}`, summary: `remove ${envDropInPath}`, diff: { subject: envDropInPath, before: facts.envDropIn, after: '' }, steps: [removeDropIn, ...reexec], undo: [putDropIn(facts.envDropIn), ...reexec] });
+      }
+      if (java?.aliasPresent && facts.desiredPem) {
+        changes.push({
+          id: `java:${java.cacerts}`,
+          summary: `remove alias ${params.java_alias} from ${java.cacerts}`,
+          steps: deleteAlias,
+          undo: [{ kind: 'run', argv: [java.keytool, '-importcert', '-noprompt', '-alias', params.java_alias, ...keytoolArgs], stdin: facts.desiredPem }],
+        });
+      }
+      return changes;
+    }
+
+    if (params.fix_env && facts.envDropIn !== desiredDropIn) {
+      changes.push({
+        id: `env:${envDropInPath}`,
+        summary: `${facts.envDropIn === null ? 'add' : 'update'} ${envDropInPath}: NODE_EXTRA_CA_CERTS and REQUESTS_CA_BUNDLE = ${facts.bundleFile} for every service`,
+        diff: { subject: envDropInPath, before: facts.envDropIn ?? '', after: desiredDropIn },
+        steps: [putDropIn(desiredDropIn), ...reexec],
+        undo: facts.envDropIn === null ? [removeDropIn, ...reexec] : [putDropIn(facts.envDropIn), ...reexec],
+      });
+    }
+    if (params.fix_java && java && !java.trusts) {
+      if (!facts.desiredPem) throw new Error(`${facts.host}: no CA certificate at ${facts.desiredSource} to import into ${java.cacerts}`);
+      if (java.aliasPresent) throw new Error(`${facts.host}: ${java.cacerts} already has alias ${params.java_alias} for another certificate; remove it or choose java_alias`);
+      changes.push({
+        id: `java:${java.cacerts}`,
+        summary: `import CA sha256 ${certFingerprint(facts.desiredPem)} into ${java.cacerts} as ${params.java_alias}`,
+        steps: [{ kind: 'run', argv: [java.keytool, '-importcert', '-noprompt', '-alias', params.java_alias, ...keytoolArgs], stdin: facts.desiredPem }],
+        undo: deleteAlias,
+      });
+    }
+    return changes;
+  },
+
+  report(params: TrustCoverageParams, facts: TrustCoverageFacts): string[] {
+    return coverageReport(params, facts);
+  },
+};
+
+/** Per-host lines: each private-store runtime found, and whether it would trust the CA. */
+export function coverageReport(_params: TrustCoverageParams, f: TrustCoverageFacts): string[] {
+  if (!f.desiredPem) return [`${f.host}: trust coverage unknown: no CA certificate at ${f.desiredSource}`];
+  const fp = certFingerprint(f.desiredPem);
+  const env = f.envDropIn ?? '';
+  const nodeEnv = env.includes('NODE_EXTRA_CA_CERTS=');
+  const pyEnv = env.includes('REQUESTS_CA_BUNDLE=');
+  const lines = [`${f.host}: trust coverage for CA sha256 ${fp} (system bundle ${f.bundleFile})`];
+  const verdict = (ok: boolean) => (ok ? 'trusts the CA' : 'WOULD REJECT intercepted connections');
+  if (f.node) {
+    const ok = f.node.bundledTrusts || nodeEnv;
+    lines.push(`  node ${f.node.version} (${f.node.path}): ${verdict(ok)}${f.node.bundledTrusts ? '' : nodeEnv ? ' via NODE_EXTRA_CA_CERTS (systemd drop-in)' : '; bundled roots only: fix with fix_env (NODE_EXTRA_CA_CERTS)'}`);
+  } else lines.push('  node: not found');
+  if (f.certifi) {
+    const ok = f.certifi.trusts || pyEnv;
+    lines.push(`  python certifi (${f.certifi.path}): ${verdict(ok)}${f.certifi.trusts ? '' : pyEnv ? ' via REQUESTS_CA_BUNDLE (systemd drop-in)' : '; fix with fix_env (REQUESTS_CA_BUNDLE)'}`);
+  } else lines.push('  python certifi: not found');
+  if (f.java) lines.push(`  java cacerts (${f.java.cacerts}): ${verdict(f.java.trusts)}${f.java.trusts ? '' : '; fix with fix_java (keytool import)'}`);
+  else lines.push('  java keytool: not found');
+  return lines;
+}

@@ -1,0 +1,78 @@
+// Where each distro family keeps its CA anchors and how it rebuilds the system bundle (anchors.md §4).
+// Pure: os-release text in, layout out. Unknown distros are an error, never a guess.
+import { ProvisionError } from '../../core/errors';
+
+export type TrustFamily = 'debian' | 'rhel' | 'suse' | 'arch';
+
+export interface TrustLayout {
+  family: TrustFamily;
+  anchorDir: string;
+  /** update-ca-certificates only picks up `.crt`; p11-kit anchors take `.pem`. */
+  fileExt: '.crt' | '.pem';
+  refreshArgv: string[];
+  /** The PEM bundle OpenSSL-based clients read after a refresh (the one we checksum and verify against). */
+  bundleFile: string;
+}
+
+export interface OsRelease {
+  id: string;
+  idLike: string[];
+  prettyName: string;
+}
+
+const layouts: Record<TrustFamily, Omit<TrustLayout, 'family'>> = {
+  debian: { anchorDir: '/usr/local/share/ca-certificates', fileExt: '.crt', refreshArgv: ['update-ca-certificates'], bundleFile: '/etc/ssl/certs/ca-certificates.crt' },
+  rhel: { anchorDir: '/etc/pki/ca-trust/source/anchors', fileExt: '.pem', refreshArgv: ['update-ca-trust', 'extract'], bundleFile: '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem' },
+  suse: { anchorDir: '/etc/pki/trust/anchors', fileExt: '.pem', refreshArgv: ['update-ca-certificates'], bundleFile: '/var/lib/ca-certificates/ca-bundle.pem' },
+  arch: { anchorDir: '/etc/ca-certificates/trust-source/anchors', fileExt: '.crt', refreshArgv: ['trust', 'extract-compat'], bundleFile: '/etc/ca-certificates/extracted/tls-ca-bundle.pem' },
+};
+
+const familyById: Record<string, TrustFamily> = {
+  debian: 'debian', ubuntu: 'debian', alpine: 'debian', linuxmint: 'debian', raspbian: 'debian',
+  rhel: 'rhel', centos: 'rhel', rocky: 'rhel', almalinux: 'rhel', fedora: 'rhel', amzn: 'rhel', ol: 'rhel',
+  sles: 'suse', sled: 'suse', 'opensuse-leap': 'suse', 'opensuse-tumbleweed': 'suse', opensuse: 'suse', suse: 'suse',
+  arch: 'arch', manjaro: 'arch', endeavouros: 'arch',
+};
+
+/** Parses /etc/os-release (shell-style KEY=value, optionally quoted). */
+export function parseOsRelease(text: string): OsRelease {
+  const fields: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (!m) continue;
+    let value = m[2] as string;
+    if (/^(["']).*\1$/.test(value)) value = value.slice(1, -1).replace(/\\(["$`\\])/g, '$1');
+    fields[m[1] as string] = value;
+  }
+  return {
+    id: (fields.ID ?? '').toLowerCase(),
+    idLike: (fields.ID_LIKE ?? '').toLowerCase().split(/\s+/).filter(Boolean),
+    prettyName: fields.PRETTY_NAME ?? fields.NAME ?? '',
+  };
+}
+
+export class UnsupportedDistroError extends ProvisionError {
+  constructor(message: string) {
+    super(message, 'unsupported-distro');
+  }
+}
+
+/** The distro's trust family: exact ID first, then ID_LIKE in order. Throws for an unknown distro. */
+export function trustFamilyOf(os: OsRelease): TrustFamily {
+  for (const id of [os.id, ...os.idLike]) {
+    const family = familyById[id];
+    if (family) return family;
+  }
+  throw new UnsupportedDistroError(
+    `unsupported distro for the CA trust store: ID=${os.id || '(none)'} ID_LIKE=${os.idLike.join(' ') || '(none)'} (${os.prettyName || 'no PRETTY_NAME'}); ` +
+      'supported: Debian/Ubuntu/Alpine, RHEL/CentOS/Rocky/Alma/Fedora/Amazon Linux, SUSE, Arch',
+  );
+}
+
+export function trustLayout(family: TrustFamily): TrustLayout {
+  return { family, ...layouts[family] };
+}
+
+export function anchorPath(layout: TrustLayout, name: string): string {
+  return `${layout.anchorDir}/${name}${layout.fileExt}`;
+}

@@ -1,0 +1,5 @@
+// Registers the trust-store module.
+import { registerModule } from '../registry';
+import { trustStoreModule } from './trust-store';
+
+registerModule(trustStoreModule);

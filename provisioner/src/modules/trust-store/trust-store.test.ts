@@ -1,0 +1,141 @@
+// Pure planning tests: distro → layout, and the trust-store plan per family, each "adds" case with its
+// "already converged" twin.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { test } from 'node:test';
+import { normalisePem } from '../ca/params';
+import { anchorPath, parseOsRelease, type TrustFamily, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
+import { type TrustStoreFacts, trustStoreModule, trustStoreParams } from './trust-store';
+
+const caPem = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-ec.crt'), 'utf8'));
+const otherPem = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-next.crt'), 'utf8'));
+
+const osReleases: Record<string, { text: string; family: TrustFamily }> = {
+  debian: { text: 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n', family: 'debian' },
+  ubuntu: { text: 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\n', family: 'debian' },
+  alpine: { text: 'NAME="Alpine Linux"\nID=alpine\n', family: 'debian' },
+  rocky: { text: 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\n', family: 'rhel' },
+  alma: { text: 'ID="almalinux"\nID_LIKE="rhel centos fedora"\n', family: 'rhel' },
+  fedora: { text: 'ID=fedora\n', family: 'rhel' },
+  amazon: { text: 'NAME="Amazon Linux"\nID="amzn"\nID_LIKE="fedora"\n', family: 'rhel' },
+  centos: { text: 'ID="centos"\nID_LIKE="rhel fedora"\n', family: 'rhel' },
+  sles: { text: 'ID="sles"\nID_LIKE="suse"\n', family: 'suse' },
+  leap: { text: 'ID="opensuse-leap"\nID_LIKE="suse opensuse"\n', family: 'suse' },
+  arch: { text: 'NAME="Arch Linux"\nID=arch\n', family: 'arch' },
+  mint: { text: 'ID=linuxmint\nID_LIKE="ubuntu debian"\n', family: 'debian' },
+  'unknown with ID_LIKE': { text: 'ID=mydistro\nID_LIKE="rhel fedora"\n', family: 'rhel' },
+};
+
+for (const [name, { text, family }] of Object.entries(osReleases)) {
+  test(`os-release ${name} → ${family} family`, () => assert.equal(trustFamilyOf(parseOsRelease(text)), family));
+}
+
+test('unknown distro: a clear error naming ID, ID_LIKE and the supported families', () => {
+  assert.throws(
+    () => trustFamilyOf(parseOsRelease('PRETTY_NAME="Gentoo Linux"\nID=gentoo\n')),
+    (err: unknown) => err instanceof UnsupportedDistroError && /ID=gentoo ID_LIKE=\(none\) \(Gentoo Linux\).*supported: Debian/.test(err.message),
+  );
+});
+
+test('layouts follow the per-family table', () => {
+  assert.equal(anchorPath(trustLayout('debian'), 'x'), '/usr/local/share/ca-certificates/x.crt');
+  assert.deepEqual(trustLayout('debian').refreshArgv, ['update-ca-certificates']);
+  assert.equal(anchorPath(trustLayout('rhel'), 'x'), '/etc/pki/ca-trust/source/anchors/x.pem');
+  assert.deepEqual(trustLayout('rhel').refreshArgv, ['update-ca-trust', 'extract']);
+  assert.equal(anchorPath(trustLayout('suse'), 'x'), '/etc/pki/trust/anchors/x.pem');
+  assert.deepEqual(trustLayout('suse').refreshArgv, ['update-ca-certificates']);
+  assert.equal(anchorPath(trustLayout('arch'), 'x'), '/etc/ca-certificates/trust-source/anchors/x.crt');
+  assert.deepEqual(trustLayout('arch').refreshArgv, ['trust', 'extract-compat']);
+});
+
+const params = (extra: Record<string, unknown> = {}) => trustStoreParams.parse({ cert_pem: caPem, ...extra });
+
+function facts(family: TrustFamily, over: Partial<TrustStoreFacts> = {}): TrustStoreFacts {
+  return {
+    host: 'h1',
+    os: parseOsRelease(`ID=${family}\n`),
+    layout: trustLayout(family),
+    unsupportedReason: null,
+    desiredPem: caPem,
+    desiredSource: 'cert_pem',
+    currentAnchor: null,
+    bundleTrustsDesired: false,
+    refreshCommandPresent: true,
+    ...over,
+  };
+}
+
+for (const family of ['debian', 'rhel', 'suse', 'arch'] as const) {
+  const layout = trustLayout(family);
+  const path = anchorPath(layout, 'epoch-provision-ca');
+
+  test(`${family}: adds the anchor with a validated put and the family's refresh`, () => {
+    const changes = trustStoreModule.plan(params(), facts(family));
+    assert.equal(changes.length, 1);
+    const [change] = changes;
+    assert.match(change?.summary ?? '', new RegExp(`install CA anchor ${path} .*sha256 [0-9A-F:]{95}`));
+    assert.deepEqual(change?.steps, [
+      { kind: 'put', path, content: caPem, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] },
+      { kind: 'run', argv: layout.refreshArgv, timeoutMs: 120_000 },
+    ]);
+    assert.deepEqual(change?.undo, [{ kind: 'run', argv: ['rm', '-f', '--', path] }, { kind: 'run', argv: layout.refreshArgv, timeoutMs: 120_000 }]);
+  });
+
+  test(`${family}: already converged (same anchor, bundle trusts it) → no change`, () => {
+    assert.deepEqual(trustStoreModule.plan(params(), facts(family, { currentAnchor: caPem.trimEnd(), bundleTrustsDesired: true })), []);
+  });
+
+  test(`${family}: removes the anchor and refreshes; undo puts it back`, () => {
+    const changes = trustStoreModule.plan(params({ state: 'absent' }), facts(family, { currentAnchor: caPem, bundleTrustsDesired: true }));
+    assert.equal(changes.length, 1);
+    assert.deepEqual(changes[0]?.steps.map((s) => (s.kind === 'run' ? s.argv.join(' ') : `put ${s.path}`)), [`rm -f -- ${path}`, layout.refreshArgv.join(' ')]);
+    assert.equal(changes[0]?.undo?.[0]?.kind, 'put');
+  });
+
+  test(`${family}: already absent → no change`, () => {
+    assert.deepEqual(trustStoreModule.plan(params({ state: 'absent' }), facts(family)), []);
+  });
+}
+
+test('a different CA under the same name is replaced, undo restores the previous anchor', () => {
+  const [change] = trustStoreModule.plan(params(), facts('debian', { currentAnchor: otherPem }));
+  assert.match(change?.summary ?? '', /^replace CA anchor/);
+  assert.deepEqual(change?.undo?.[0], { kind: 'put', path: '/usr/local/share/ca-certificates/epoch-provision-ca.crt', content: otherPem, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] });
+});
+
+test('anchor in place but bundle stale → refresh only; twin: bundle fresh → nothing', () => {
+  const stale = trustStoreModule.plan(params(), facts('rhel', { currentAnchor: caPem }));
+  assert.deepEqual(stale.map((c) => c.id), ['trust-refresh:rhel']);
+  assert.deepEqual(stale[0]?.steps, [{ kind: 'run', argv: ['update-ca-trust', 'extract'], timeoutMs: 120_000 }]);
+  assert.deepEqual(trustStoreModule.plan(params(), facts('rhel', { currentAnchor: caPem, bundleTrustsDesired: true })), []);
+});
+
+test('unknown distro: plan fails with the gather-time reason', () => {
+  assert.throws(() => trustStoreModule.plan(params(), facts('debian', { layout: null, unsupportedReason: 'unsupported distro for the CA trust store: ID=gentoo' })), /h1: unsupported distro .*ID=gentoo/);
+});
+
+test('missing refresh tool: a clear error instead of a half-done install', () => {
+  assert.throws(() => trustStoreModule.plan(params(), facts('debian', { refreshCommandPresent: false })), /`update-ca-certificates` is not installed/);
+});
+
+test('per-host source missing on the host: a clear error', () => {
+  assert.throws(() => trustStoreModule.plan(trustStoreParams.parse({}), facts('debian', { desiredPem: null, desiredSource: 'h1:/etc/epoch-agent/ca/ca.crt' })), /no CA certificate at h1:\/etc\/epoch-agent\/ca\/ca.crt; run the ca module first/);
+});
+
+test('params: cert_file is read on the controller during validation; a bad file fails validation', () => {
+  const ok = trustStoreParams.parse({ cert_file: resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-ec.crt') });
+  assert.equal(ok.cert_pem, caPem);
+  const bad = trustStoreParams.safeParse({ cert_file: '/nonexistent/ca.crt' });
+  assert.equal(bad.success, false);
+  assert.match(bad.error?.issues[0]?.message ?? '', /^\/nonexistent\/ca.crt: cannot read: no such file$/);
+});
+
+test('params: anchor names are restricted to safe file names', () => {
+  assert.equal(trustStoreParams.safeParse({ name: '../etc/passwd' }).success, false);
+});
+
+test('report names the CA fingerprint per host', () => {
+  const [line] = trustStoreModule.report(params(), facts('debian', { currentAnchor: caPem, bundleTrustsDesired: true }));
+  assert.match(line ?? '', /^h1: CA sha256 ([0-9A-F]{2}:){31}[0-9A-F]{2} trusted by \/etc\/ssl\/certs\/ca-certificates.crt$/);
+});

@@ -1,0 +1,153 @@
+// trust-store: makes the host's system trust store contain (or not contain) one CA certificate, per distro family.
+// present: anchor file with exactly our PEM + the family's refresh; absent: anchor removed + refresh, which rebuilds
+// the bundle byte for byte as it was. The cert comes from the controller (fleet/import) or from the host itself
+// (per-host mode: the agent generated it there and it never left).
+import { X509Certificate } from 'node:crypto';
+import { z } from 'zod';
+import { certFingerprint } from '../../ca/material';
+import type { Change, Step } from '../../core/change';
+import type { HostContext, ProvisionModule } from '../module';
+import { bundleTrusts, hostCommandPath, readHostFile } from '../ca/host-files';
+import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
+import { anchorPath, type OsRelease, parseOsRelease, type TrustLayout, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
+
+export const defaultAnchorName = 'epoch-provision-ca';
+
+export const trustStoreParams = z
+  .object({
+    state: z.enum(['present', 'absent']).default('present'),
+    /** Anchor file base name; the family decides the extension. Two names let an old and a new CA coexist. */
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits and . _ - only').default(defaultAnchorName),
+    ...certPemSource,
+  })
+  .strict()
+  .transform(loadCertFile);
+
+export type TrustStoreParams = z.output<typeof trustStoreParams>;
+
+export interface TrustStoreFacts {
+  host: string;
+  os: OsRelease;
+  /** null when the distro is unknown; plan then fails with `unsupportedReason`. */
+  layout: TrustLayout | null;
+  unsupportedReason: string | null;
+  /** The certificate we want trusted (PEM), or null when the host-side source file is missing. */
+  desiredPem: string | null;
+  /** Where desiredPem came from, for messages. */
+  desiredSource: string;
+  currentAnchor: string | null;
+  /** Does the family's system bundle already verify desiredPem? */
+  bundleTrustsDesired: boolean;
+  refreshCommandPresent: boolean;
+}
+
+export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts> & {
+  report(params: TrustStoreParams, facts: TrustStoreFacts): string[];
+} = {
+  name: 'trust-store',
+  params: trustStoreParams,
+
+  async gather(host: HostContext, params: TrustStoreParams): Promise<TrustStoreFacts> {
+    const t = host.transport;
+    const osText = (await readHostFile(t, '/etc/os-release')) ?? (await readHostFile(t, '/usr/lib/os-release')) ?? '';
+    const os = parseOsRelease(osText);
+    let layout: TrustLayout | null = null;
+    let unsupportedReason: string | null = null;
+    try {
+      layout = trustLayout(trustFamilyOf(os));
+    } catch (err) {
+      if (!(err instanceof UnsupportedDistroError)) throw err;
+      unsupportedReason = err.message;
+    }
+    const desiredSource = params.cert_pem !== undefined ? (params.cert_file ?? 'cert_pem') : `${host.name}:${params.host_cert_file}`;
+    const desiredPem = params.cert_pem ?? (await readHostFile(t, params.host_cert_file));
+    const facts: TrustStoreFacts = {
+      host: host.name,
+      os,
+      layout,
+      unsupportedReason,
+      desiredPem: desiredPem === null ? null : normalisePem(desiredPem),
+      desiredSource,
+      currentAnchor: null,
+      bundleTrustsDesired: false,
+      refreshCommandPresent: false,
+    };
+    if (!layout) return facts;
+    facts.currentAnchor = await readHostFile(t, anchorPath(layout, params.name));
+    facts.refreshCommandPresent = (await hostCommandPath(t, layout.refreshArgv[0] as string)) !== null;
+    if (facts.desiredPem) facts.bundleTrustsDesired = await bundleTrusts(t, layout.bundleFile, facts.desiredPem);
+    return facts;
+  },
+
+  plan(params: TrustStoreParams, facts: TrustStoreFacts): Change[] {
+    if (!facts.layout) throw new UnsupportedDistroError(`${facts.host}: ${facts.unsupportedReason}`);
+    const layout = facts.layout;
+    const path = anchorPath(layout, params.name);
+    const refresh: Step = { kind: 'run', argv: layout.refreshArgv, timeoutMs: 120_000 };
+    const putAnchor = (content: string): Step => ({ kind: 'put', path, content, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] });
+    const remove: Step = { kind: 'run', argv: ['rm', '-f', '--', path] };
+    const restore = facts.currentAnchor === null ? [remove, refresh] : [putAnchor(facts.currentAnchor), refresh];
+    const needsRefreshTool = () => {
+      if (!facts.refreshCommandPresent) {
+        throw new Error(`${facts.host}: \`${layout.refreshArgv[0]}\` is not installed (${layout.family} family needs it to rebuild ${layout.bundleFile}); install the ca-certificates package`);
+      }
+    };
+
+    if (params.state === 'absent') {
+      if (facts.currentAnchor === null) return [];
+      needsRefreshTool();
+      return [
+        {
+          id: `trust-anchor:${path}`,
+          summary: `remove CA anchor ${path}${describe(facts.currentAnchor)} and run ${layout.refreshArgv.join(' ')}`,
+          diff: { subject: path, before: facts.currentAnchor, after: '' },
+          steps: [remove, refresh],
+          undo: [putAnchor(facts.currentAnchor), refresh],
+        },
+      ];
+    }
+
+    if (facts.desiredPem === null) {
+      throw new Error(`${facts.host}: no CA certificate at ${facts.desiredSource}; run the ca module first (per-host mode generates it there)`);
+    }
+    if (facts.currentAnchor !== null && normalisePem(facts.currentAnchor) === facts.desiredPem) {
+      if (facts.bundleTrustsDesired) return [];
+      needsRefreshTool();
+      return [
+        {
+          id: `trust-refresh:${layout.family}`,
+          summary: `anchor ${path} is in place but ${layout.bundleFile} does not trust it yet: run ${layout.refreshArgv.join(' ')}`,
+          steps: [refresh],
+          undo: [],
+        },
+      ];
+    }
+    needsRefreshTool();
+    return [
+      {
+        id: `trust-anchor:${path}`,
+        summary: `${facts.currentAnchor === null ? 'install' : 'replace'} CA anchor ${path}${describe(facts.desiredPem)} and run ${layout.refreshArgv.join(' ')}`,
+        diff: { subject: path, before: facts.currentAnchor ?? '', after: facts.desiredPem },
+        steps: [putAnchor(facts.desiredPem), refresh],
+        undo: restore,
+      },
+    ];
+  },
+
+  /** One line per host for the run output: which CA the host trusts, by fingerprint. */
+  report(params: TrustStoreParams, facts: TrustStoreFacts): string[] {
+    if (!facts.layout) return [`${facts.host}: ${facts.unsupportedReason}`];
+    if (params.state === 'absent') return [`${facts.host}: CA anchor ${anchorPath(facts.layout, params.name)} ${facts.currentAnchor === null ? 'absent' : 'present'}`];
+    if (!facts.desiredPem) return [`${facts.host}: no CA certificate at ${facts.desiredSource}`];
+    return [`${facts.host}: CA sha256 ${certFingerprint(facts.desiredPem)} ${facts.bundleTrustsDesired ? 'trusted by' : 'NOT trusted by'} ${facts.layout.bundleFile}`];
+  },
+};
+
+function describe(pem: string): string {
+  try {
+    const cert = new X509Certificate(pem);
+    return ` (${cert.subject.replace(/\n/g, ', ')}, sha256 ${cert.fingerprint256})`;
+  } catch {
+    return '';
+  }
+}

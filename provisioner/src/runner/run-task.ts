@@ -1,0 +1,60 @@
+// One task on one host: gather → plan → (check: report only) → journal each undo, apply → gather + plan again.
+// A non-empty second plan is a DidNotConvergeError. Modules never learn whether this is a check run.
+import type { Change } from '../core/change';
+import { DidNotConvergeError } from '../core/errors';
+import type { ChangeReport } from '../core/run-events';
+import type { HostContext } from '../modules/module';
+import type { RegisteredModule } from '../modules/registry';
+import { executeSteps } from './apply-steps';
+import type { HostJournal } from './journal';
+
+export interface TaskRunOptions {
+  check: boolean;
+  diff: boolean;
+}
+
+export interface TaskOutcome {
+  status: 'ok' | 'changed';
+  changes: ChangeReport[];
+}
+
+const redacted = '(secret content redacted)';
+
+/** What a change looks like in output: its diff only with --diff, and never the content of a secret step. */
+export function reportChange(change: Change, withDiff: boolean): ChangeReport {
+  const report: ChangeReport = { id: change.id, summary: change.summary };
+  if (withDiff && change.diff) {
+    const secret = change.steps.some((s) => s.secret);
+    report.diff = secret ? { subject: change.diff.subject, before: change.diff.before === '' ? '' : redacted, after: redacted } : change.diff;
+  }
+  return report;
+}
+
+export async function runTask(
+  host: HostContext,
+  module: RegisteredModule,
+  params: unknown,
+  taskName: string,
+  journal: HostJournal,
+  options: TaskRunOptions,
+): Promise<TaskOutcome> {
+  const facts = await module.gather(host, params);
+  const changes = module.plan(params, facts);
+  if (changes.length === 0) return { status: 'ok', changes: [] };
+  const reports = changes.map((c) => reportChange(c, options.diff));
+  if (options.check) return { status: 'changed', changes: reports };
+  for (const change of changes) {
+    await journal.record(taskName, module.name, change);
+    await executeSteps(host.transport, change.steps);
+  }
+  if (module.converges?.(params) !== false) {
+    const again = module.plan(params, await module.gather(host, params));
+    if (again.length > 0) {
+      throw new DidNotConvergeError(
+        `did not converge: after applying, planning again still wants ${again.length} change(s): ${again.map((c) => c.summary).join('; ')}`,
+        again.map((c) => c.id),
+      );
+    }
+  }
+  return { status: 'changed', changes: reports };
+}

@@ -1,0 +1,365 @@
+// The SSH transport on ssh2: one connection per host (through any ProxyJump bastions), reused for every
+// command over multiplexed channels, strict host-key checking, sudo, SFTP uploads, a timeout on every command.
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { Client, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import type { Argv } from '../core/change';
+import { RemoteCommandError, UnreachableError } from '../core/errors';
+import type { CommandLogger } from './command-log';
+import { HostKeyError } from './host-key-error';
+import { checkHostKey, fingerprintOfBlob, formatKnownHostsLine, keyTypeOfBlob, knownHostsName, knownKeyTypes, parseKnownHosts } from './known-hosts';
+import { Semaphore } from './semaphore';
+import { quoteArgv, remoteCommandLine } from './shell-quote';
+import type { ExecOptions, ExecResult, Transport } from './transport';
+
+export interface SshHop {
+  address: string;
+  port: number;
+  user: string;
+}
+
+export interface SshTransportOptions {
+  /** Inventory name, used in messages and the run log. */
+  hostName: string;
+  target: SshHop;
+  /** ProxyJump bastions, outermost first. Each is verified against the same known_hosts. */
+  jumps?: SshHop[];
+  /** Private key file (ansible_ssh_private_key_file). The ssh-agent (SSH_AUTH_SOCK) is tried as well. */
+  privateKeyFile?: string;
+  /** Defaults to process.env.SSH_AUTH_SOCK. */
+  agentSocket?: string;
+  knownHostsFile: string;
+  /** Like OpenSSH StrictHostKeyChecking=accept-new: record unknown keys. A changed key is refused regardless. */
+  acceptNewHostKeys?: boolean;
+  connectTimeoutMs?: number;
+  /** Default timeout of each command. */
+  commandTimeoutMs?: number;
+  keepaliveIntervalMs?: number;
+  /** Concurrent channels on the connection; OpenSSH's MaxSessions defaults to 10 and SFTP takes one. */
+  maxChannels?: number;
+  /** Run commands through sudo unless a call says otherwise (ansible_become). */
+  become?: { user: string; password?: string };
+  onCommand?: CommandLogger;
+}
+
+const defaults = { connectTimeoutMs: 15_000, commandTimeoutMs: 120_000, keepaliveIntervalMs: 10_000, maxChannels: 8 };
+
+interface RawResult {
+  command: string;
+  exitCode: number | null;
+  stdout: Buffer;
+  stderr: string;
+  durationMs: number;
+  timedOut: boolean;
+}
+
+export class SshTransport implements Transport {
+  readonly hostName: string;
+  private readonly channels: Semaphore;
+  private sftpSession: Promise<SFTPWrapper> | undefined;
+  private sudoNeedsPassword: Promise<boolean> | undefined;
+  private lostReason: string | undefined;
+
+  private constructor(
+    private readonly options: SshTransportOptions,
+    private readonly clients: Client[],
+  ) {
+    this.hostName = options.hostName;
+    this.channels = new Semaphore(options.maxChannels ?? defaults.maxChannels);
+    const target = clients[clients.length - 1];
+    target?.on('close', () => {
+      this.lostReason ??= 'connection closed';
+    });
+    target?.on('error', (err: Error) => {
+      this.lostReason = err.message;
+    });
+  }
+
+  /** Connects through every hop. Connection, host-key and authentication failures reject with UnreachableError. */
+  static async connect(options: SshTransportOptions): Promise<SshTransport> {
+    const hops = [...(options.jumps ?? []), options.target];
+    const clients: Client[] = [];
+    try {
+      let sock: Duplex | undefined;
+      for (const [index, hop] of hops.entries()) {
+        const isTarget = index === hops.length - 1;
+        const label = isTarget ? options.hostName : `${options.hostName} (via bastion ${hop.address}:${hop.port})`;
+        const client = await connectHop(options, hop, label, sock);
+        clients.push(client);
+        const next = hops[index + 1];
+        if (next) sock = await forwardTo(client, next, label, options.hostName);
+      }
+    } catch (err) {
+      for (const c of clients.reverse()) c.end();
+      throw err;
+    }
+    return new SshTransport(options, clients);
+  }
+
+  async exec(argv: Argv, options: ExecOptions = {}): Promise<ExecResult> {
+    const r = await this.execRaw(argv, options);
+    return { ...r, stdout: r.stdout.toString('utf8') };
+  }
+
+  async putFile(path: string, content: Buffer | string, mode: number): Promise<void> {
+    const sftp = await this.sftp();
+    if (!this.becomeApplies(undefined)) {
+      await this.sftpWrite(sftp, path, content, mode);
+      return;
+    }
+    // SFTP runs as the login user: stage the file in /tmp (0600), then install it as the become user.
+    const staged = `/tmp/.epoch-upload-${randomBytes(6).toString('hex')}`;
+    await this.sftpWrite(sftp, staged, content, 0o600);
+    try {
+      await this.mustSucceed(['install', '-m', mode.toString(8), staged, path], { become: true });
+    } finally {
+      await this.execRaw(['rm', '-f', staged], { become: false });
+    }
+  }
+
+  async getFile(path: string): Promise<Buffer> {
+    const r = await this.execRaw(['cat', path], {});
+    if (r.exitCode !== 0) throw commandError(r, `cannot read ${path}`);
+    return r.stdout;
+  }
+
+  async close(): Promise<void> {
+    for (const client of [...this.clients].reverse()) client.end();
+  }
+
+  private becomeApplies(requested: boolean | undefined): boolean {
+    const become = this.options.become;
+    if (!become) return false;
+    if (requested === false) return false;
+    // Already that user: sudo would add nothing but a dependency on sudo being installed.
+    return become.user !== this.options.target.user;
+  }
+
+  private async mustSucceed(argv: Argv, options: ExecOptions): Promise<void> {
+    const r = await this.execRaw(argv, options);
+    if (r.exitCode !== 0) throw commandError(r, 'command failed');
+  }
+
+  private async execRaw(argv: Argv, options: ExecOptions): Promise<RawResult> {
+    const become = this.becomeApplies(options.become);
+    let withPassword = false;
+    if (become) withPassword = await this.sudoPasswordNeeded();
+    const command = remoteCommandLine(argv, become ? { become: { user: this.options.become?.user ?? 'root', withPassword } } : {});
+    let stdin = options.stdin;
+    if (withPassword) stdin = Buffer.concat([Buffer.from(`${this.options.become?.password ?? ''}\n`), Buffer.from(stdin ?? '')]);
+    const r = await this.channels.run(() => this.runChannel(command, stdin, options.timeoutMs ?? this.options.commandTimeoutMs ?? defaults.commandTimeoutMs));
+    this.options.onCommand?.({
+      host: this.hostName,
+      command,
+      exitCode: r.exitCode,
+      durationMs: r.durationMs,
+      timedOut: r.timedOut,
+      stdin: options.secret || withPassword ? 'secret' : options.stdin !== undefined ? 'sent' : 'none',
+    });
+    return r;
+  }
+
+  /** Probed once per connection: `sudo -n true` succeeding means NOPASSWD, so no password goes to stdin. */
+  private sudoPasswordNeeded(): Promise<boolean> {
+    const password = this.options.become?.password;
+    if (password === undefined) return Promise.resolve(false);
+    this.sudoNeedsPassword ??= this.channels
+      .run(() => this.runChannel(remoteCommandLine(['true'], { become: { user: this.options.become?.user ?? 'root', withPassword: false } }), undefined, 30_000))
+      .then((r) => r.exitCode !== 0);
+    return this.sudoNeedsPassword;
+  }
+
+  private runChannel(command: string, stdin: string | Buffer | undefined, timeoutMs: number): Promise<RawResult> {
+    const client = this.clients[this.clients.length - 1];
+    if (!client || this.lostReason) return Promise.reject(new UnreachableError(`${this.hostName}: SSH connection lost (${this.lostReason})`, this.hostName));
+    const started = performance.now();
+    return new Promise((resolve, reject) => {
+      client.exec(command, (err, stream) => {
+        if (err) {
+          const why = this.lostReason ? `SSH connection lost (${this.lostReason})` : `cannot open an SSH channel: ${err.message}`;
+          reject(new UnreachableError(`${this.hostName}: ${why}`, this.hostName, { cause: err }));
+          return;
+        }
+        const out: Buffer[] = [];
+        const errOut: Buffer[] = [];
+        let exitCode: number | null = null;
+        let timedOut = false;
+        let settled = false;
+        const finish = () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve({
+            command,
+            exitCode: timedOut ? null : exitCode,
+            stdout: Buffer.concat(out),
+            stderr: Buffer.concat(errOut).toString('utf8'),
+            durationMs: Math.round(performance.now() - started),
+            timedOut,
+          });
+        };
+        const timer = setTimeout(() => {
+          timedOut = true;
+          try {
+            stream.signal('KILL');
+          } catch {
+            // Not every server accepts signals.
+          }
+          // Without a pty sshd does not kill the command when we close the channel; we stop waiting regardless,
+          // so a hung remote command can never hang the run.
+          stream.close();
+          finish();
+        }, timeoutMs);
+        stream.on('data', (d: Buffer) => out.push(d));
+        stream.stderr.on('data', (d: Buffer) => errOut.push(d));
+        stream.on('exit', (code: number | null) => {
+          exitCode = typeof code === 'number' ? code : null;
+        });
+        stream.on('close', finish);
+        if (stdin !== undefined) stream.end(stdin);
+        else stream.end();
+      });
+    });
+  }
+
+  private sftp(): Promise<SFTPWrapper> {
+    const client = this.clients[this.clients.length - 1];
+    if (!client) return Promise.reject(new Error('no SSH client'));
+    this.sftpSession ??= new Promise((resolve, reject) => {
+      client.sftp((err, sftp) => (err ? reject(new UnreachableError(`${this.hostName}: cannot start SFTP: ${err.message}`, this.hostName, { cause: err })) : resolve(sftp)));
+    });
+    return this.sftpSession;
+  }
+
+  private async sftpWrite(sftp: SFTPWrapper, path: string, content: Buffer | string, mode: number): Promise<void> {
+    const started = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      sftp.writeFile(path, content, { mode }, (err) => {
+        if (err) reject(new RemoteCommandError(`${this.hostName}: SFTP upload to ${path} failed: ${err.message}`, `sftp put ${path}`, null, '', err.message));
+        else sftp.chmod(path, mode, (e) => (e ? reject(new RemoteCommandError(`${this.hostName}: SFTP chmod ${mode.toString(8)} ${path} failed: ${e.message}`, `sftp chmod ${path}`, null, '', e.message)) : resolve()));
+      });
+    });
+    this.options.onCommand?.({ host: this.hostName, command: `sftp put ${quoteArgv([path])} (mode ${mode.toString(8)})`, exitCode: 0, durationMs: Math.round(performance.now() - started), timedOut: false, stdin: 'none' });
+  }
+}
+
+function commandError(r: RawResult, what: string): RemoteCommandError {
+  const why = r.timedOut ? 'timed out' : `exited ${r.exitCode}`;
+  const stdout = r.stdout.toString('utf8');
+  return new RemoteCommandError(`${what}: \`${r.command}\` ${why}: ${r.stderr.trim() || stdout.trim()}`, r.command, r.exitCode, stdout, r.stderr, r.timedOut);
+}
+
+function readKnownHosts(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+}
+
+function connectHop(options: SshTransportOptions, hop: SshHop, label: string, sock: Duplex | undefined): Promise<Client> {
+  const name = knownHostsName(hop.address, hop.port);
+  const entries = parseKnownHosts(readKnownHosts(options.knownHostsFile));
+  let hostKeyProblem: HostKeyError | undefined;
+  const hostVerifier = (key: Buffer): boolean => {
+    const verdict = checkHostKey(entries, name, key);
+    const presented = `${keyTypeOfBlob(key)} ${fingerprintOfBlob(key)}`;
+    if (verdict.kind === 'trusted') return true;
+    if (verdict.kind === 'changed') {
+      const known = verdict.known.map((k) => `${k.keyType} ${k.fingerprint} (${options.knownHostsFile}:${k.line})`).join(', ');
+      hostKeyProblem = new HostKeyError(
+        `${label}: HOST KEY CHANGED for ${name}: the server presented ${presented} but known_hosts has ${known}. ` +
+          'This may be a man-in-the-middle attack or a reinstalled host; remove the old entry only after checking the new fingerprint out of band.',
+        options.hostName,
+        'changed',
+      );
+      return false;
+    }
+    if (verdict.kind === 'revoked') {
+      hostKeyProblem = new HostKeyError(`${label}: the host key ${presented} for ${name} is marked @revoked in ${options.knownHostsFile}:${verdict.line}`, options.hostName, 'revoked');
+      return false;
+    }
+    if (!options.acceptNewHostKeys) {
+      hostKeyProblem = new HostKeyError(
+        `${label}: host key for ${name} is not in ${options.knownHostsFile} (server presented ${presented}); verify it and add it, or pass --accept-new-host-keys for first contact`,
+        options.hostName,
+        'unknown',
+      );
+      return false;
+    }
+    mkdirSync(dirname(options.knownHostsFile), { recursive: true, mode: 0o700 });
+    // O_APPEND keeps concurrent first contacts from interleaving within a line.
+    appendFileSync(options.knownHostsFile, `${formatKnownHostsLine(name, key)}\n`, { mode: 0o600 });
+    return true;
+  };
+
+  const preferred = knownKeyTypes(entries, name);
+  const agent = options.agentSocket ?? process.env.SSH_AUTH_SOCK;
+  const config: ConnectConfig = {
+    host: hop.address,
+    port: hop.port,
+    username: hop.user,
+    readyTimeout: options.connectTimeoutMs ?? defaults.connectTimeoutMs,
+    keepaliveInterval: options.keepaliveIntervalMs ?? defaults.keepaliveIntervalMs,
+    keepaliveCountMax: 3,
+    hostVerifier,
+    ...(sock && { sock }),
+    ...(agent && { agent }),
+    ...(preferred.length > 0 && { algorithms: { serverHostKey: preferHostKeyTypes(preferred) as never } }),
+  };
+  if (options.privateKeyFile) {
+    try {
+      config.privateKey = readFileSync(options.privateKeyFile);
+    } catch (err) {
+      return Promise.reject(new UnreachableError(`${label}: cannot read private key ${options.privateKeyFile}: ${(err as Error).message}`, options.hostName, { cause: err }));
+    }
+  }
+  if (!config.privateKey && !config.agent) {
+    return Promise.reject(new UnreachableError(`${label}: no credentials: set ansible_ssh_private_key_file or run an ssh-agent (SSH_AUTH_SOCK is empty)`, options.hostName));
+  }
+
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    const fail = (err: Error & { level?: string }) => {
+      client.end();
+      if (hostKeyProblem) return reject(hostKeyProblem);
+      const how = err.level === 'client-authentication' ? `authentication as ${hop.user} failed (tried ${[options.privateKeyFile && `key ${options.privateKeyFile}`, agent && 'ssh-agent'].filter(Boolean).join(' and ')})` : err.message;
+      reject(new UnreachableError(`${label}: cannot connect to ${hop.user}@${hop.address}:${hop.port}: ${how}`, options.hostName, { cause: err }));
+    };
+    client.once('ready', () => {
+      client.removeListener('error', fail);
+      client.on('error', () => {
+        // Reported to callers through the transport's lostReason; an unhandled 'error' would crash the controller.
+      });
+      resolve(client);
+    });
+    client.once('error', fail);
+    try {
+      client.connect(config);
+    } catch (err) {
+      fail(err as Error);
+    }
+  });
+}
+
+// Host-key algorithms ssh2 supports that may appear as known_hosts key types (others cannot be preferred).
+const preferable = new Set(['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
+
+/** The known host-key types first, as OpenSSH orders HostKeyAlgorithms, so the server presents a key we know. */
+function preferHostKeyTypes(known: string[]): { remove: string[]; prepend: string[] } {
+  const expanded = known.flatMap((t) => (t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t])).filter((t) => preferable.has(t));
+  // ssh2 applies the keys in order: removing first makes `prepend` move algorithms already in the default list.
+  return { remove: expanded, prepend: expanded };
+}
+
+function forwardTo(client: Client, next: SshHop, label: string, hostName: string): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    client.forwardOut('127.0.0.1', 0, next.address, next.port, (err, stream) => {
+      if (err) reject(new UnreachableError(`${label}: the bastion cannot reach ${next.address}:${next.port}: ${err.message}`, hostName, { cause: err }));
+      else resolve(stream);
+    });
+  });
+}

@@ -1,0 +1,187 @@
+// Real-part test support for the agent: our own network namespaces (prefix `epag-`, addresses 198.18.200.0/24 and
+// loopback only), test PKI made with openssl, and background processes that are always killed by PID.
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const repo = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '../..');
+/** An existing unprivileged uid: the agent drops to it, and the owner-match exclusion names it. */
+export const AGENT_UID = 65534;
+
+export function skipReason(tools: string[] = ['ip', 'nft', 'iptables', 'curl', 'openssl', 'python3']): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root (network namespaces, netfilter inside them)';
+  for (const t of tools) {
+    if (spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0) return `${t} is not installed`;
+  }
+  return undefined;
+}
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function sh(argv: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Run {
+  const r = spawnSync(argv[0]!, argv.slice(1), {
+    input: opts.input,
+    timeout: opts.timeoutMs ?? 20_000,
+    encoding: 'utf8',
+    env: { ...process.env, LC_ALL: 'C', ...opts.env },
+  });
+  return { code: r.status, stdout: r.stdout ?? '', stderr: (r.stderr ?? '') + (r.error ? String(r.error) : '') };
+}
+
+export function shOk(argv: string[], opts: { input?: string; timeoutMs?: number } = {}): string {
+  const r = sh(argv, opts);
+  if (r.code !== 0) throw new Error(`${argv.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+export class Namespaces {
+  readonly names: string[] = [];
+  private readonly procs: ChildProcess[] = [];
+
+  add(name: string): string {
+    if (!name.startsWith('epag-')) throw new Error(`namespace ${name} must start with epag-`);
+    sh(['ip', 'netns', 'del', name]); // a leftover from a killed run with the same pid
+    shOk(['ip', 'netns', 'add', name]);
+    this.names.push(name);
+    shOk(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
+    return name;
+  }
+
+  exec(ns: string, argv: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Run {
+    return sh(['ip', 'netns', 'exec', ns, ...argv], opts);
+  }
+
+  execOk(ns: string, argv: string[], opts: { input?: string; timeoutMs?: number } = {}): string {
+    return shOk(['ip', 'netns', 'exec', ns, ...argv], opts);
+  }
+
+  /** Starts a long-running process in `ns`; resolves once `ready` matches its stdout or stderr. */
+  spawn(ns: string, argv: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<{ proc: ChildProcess; output: () => string }> {
+    const proc = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    this.procs.push(proc);
+    let out = '';
+    return new Promise((resolveP, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${argv.join(' ')} not ready within 20 s:\n${out}`)), 20_000);
+      const onData = (d: Buffer) => {
+        out += d.toString();
+        if (out.length > 4_000_000) out = out.slice(-2_000_000);
+        if (ready.test(out)) {
+          clearTimeout(timer);
+          resolveP({ proc, output: () => out });
+        }
+      };
+      proc.stdout!.on('data', onData);
+      proc.stderr!.on('data', onData);
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${argv.join(' ')} exited ${code} before ready:\n${out}`));
+      });
+    });
+  }
+
+  /** Kills our processes by PID (SIGTERM, then SIGKILL) and deletes our namespaces. */
+  async teardown(): Promise<void> {
+    for (const p of this.procs) if (p.exitCode === null && p.pid) p.kill('SIGTERM');
+    const deadline = Date.now() + 5000;
+    while (this.procs.some((p) => p.exitCode === null && p.signalCode === null) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    for (const ns of this.names.reverse()) {
+      // Anything still inside (a grandchild) is killed by PID before the namespace goes away.
+      const pids = sh(['ip', 'netns', 'pids', ns]).stdout.split(/\s+/).filter(Boolean);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {}
+      }
+      sh(['ip', 'netns', 'del', ns]);
+    }
+    this.names.length = 0;
+  }
+}
+
+/** Joins two namespaces with a veth pair and assigns addresses (no default routes anywhere). */
+export function veth(a: { ns: string; ifname: string; addr: string }, b: { ns: string; ifname: string; addr: string }): void {
+  const tmp = `epag${process.pid % 100000}`;
+  shOk(['ip', 'link', 'add', `${tmp}a`, 'type', 'veth', 'peer', 'name', `${tmp}b`]);
+  shOk(['ip', 'link', 'set', `${tmp}a`, 'netns', a.ns]);
+  shOk(['ip', 'link', 'set', `${tmp}b`, 'netns', b.ns]);
+  for (const [side, name] of [[a, `${tmp}a`], [b, `${tmp}b`]] as const) {
+    shOk(['ip', '-n', side.ns, 'link', 'set', name, 'name', side.ifname]);
+    shOk(['ip', '-n', side.ns, 'addr', 'add', side.addr, 'dev', side.ifname]);
+    shOk(['ip', '-n', side.ns, 'link', 'set', side.ifname, 'up']);
+  }
+}
+
+export interface Pki {
+  dir: string;
+  labRoot: string;
+  agentCaCert: string;
+  agentCaKey: string;
+  /** Bundle the agent verifies upstreams with: the lab root plus our own CA (which the agent must exclude). */
+  upstreamBundle: string;
+  leaf(name: string, sans: string, issuer: 'lab' | 'self'): { cert: string; key: string };
+}
+
+export function makePki(): Pki {
+  const dir = mkdtempSync(join(tmpdir(), 'epag-pki-'));
+  chmodSync(dir, 0o755);
+  const o = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  const labRoot = join(dir, 'lab-root.pem');
+  const labKey = join(dir, 'lab-root.key');
+  o('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', labKey, '-out', labRoot,
+    '-days', '30', '-subj', '/CN=epag lab root', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  const agentCaCert = join(dir, 'agent-ca.pem');
+  const agentCaKey = join(dir, 'agent-ca.key');
+  execFileSync(process.execPath, ['--import', 'tsx', join(repo, 'agent/src/main.ts'), 'ca', 'init', '--cert-out', agentCaCert, '--key-out', agentCaKey, '--name', 'epag agent CA', '--days', '30'], { cwd: repo, stdio: 'pipe' });
+  // The agent drops to AGENT_UID and re-reads the CA on SIGHUP.
+  chownSync(agentCaKey, AGENT_UID, AGENT_UID);
+  const upstreamBundle = join(dir, 'upstream-bundle.pem');
+  execFileSync('sh', ['-c', `cat "${labRoot}" "${agentCaCert}" > "${upstreamBundle}"`]);
+  let n = 0;
+  return {
+    dir,
+    labRoot,
+    agentCaCert,
+    agentCaKey,
+    upstreamBundle,
+    leaf(name, sans, issuer) {
+      n++;
+      const key = join(dir, `leaf${n}.key`);
+      const cert = join(dir, `leaf${n}.pem`);
+      if (issuer === 'self') {
+        o('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', `/CN=${name}`, '-addext', `subjectAltName=${sans}`);
+      } else {
+        const csr = join(dir, `leaf${n}.csr`);
+        const ext = join(dir, `leaf${n}.ext`);
+        writeFileSync(ext, `subjectAltName=${sans}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+        o('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/O=epag upstream/CN=${name}`);
+        o('x509', '-req', '-in', csr, '-CA', labRoot, '-CAkey', labKey, '-CAcreateserial', '-out', cert, '-days', '30', '-extfile', ext);
+      }
+      return { cert, key };
+    },
+  };
+}
+
+export function removePki(p: Pki | undefined): void {
+  if (p) rmSync(p.dir, { recursive: true, force: true });
+}
+
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** The pid of the agent itself (the `node` process under `ip netns exec`, which execs it). */
+export function healthJson(ns: Namespaces, nsName: string, port: number): Record<string, unknown> {
+  const r = ns.exec(nsName, ['curl', '-s', '--max-time', '5', `http://127.0.0.1:${port}/healthz`]);
+  if (!r.stdout) throw new Error(`health endpoint did not answer: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
