@@ -28,6 +28,7 @@ export function sh(argv: string[], opts: { input?: string; timeoutMs?: number; e
     input: opts.input,
     timeout: opts.timeoutMs ?? 20_000,
     encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
     env: { ...process.env, LC_ALL: 'C', ...opts.env },
   });
   return { code: r.status, stdout: r.stdout ?? '', stderr: (r.stderr ?? '') + (r.error ? String(r.error) : '') };

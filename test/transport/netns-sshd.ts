@@ -133,8 +133,10 @@ export async function startNetnsSshLab(): Promise<NetnsSshLab> {
             '',
           ].join('\n'),
         );
-        // sshd needs its privilege-separation folder /run/sshd; give it a private tmpfs /run instead of touching the host's.
-        const script = 'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 755 /run/sshd && exec /usr/sbin/sshd -D -e -f "$1"';
+        // sshd needs its privilege-separation folder /run/sshd: give it a private tmpfs /run instead of touching the
+        // host's. These "hosts" share this machine's file system, so /var/lib (where the runner keeps its host journal)
+        // is a private tmpfs too: nothing a test applies lands in the real /var/lib.
+        const script = 'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 755 /run/sshd && mount -t tmpfs -o mode=755 tmpfs /var/lib && exec /usr/sbin/sshd -D -e -f "$1"';
         const child = spawn('ip', ['netns', 'exec', namespace, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', script, 'sh', config], { stdio: ['ignore', 'ignore', 'pipe'] });
         child.stderr?.on('data', () => {});
         processes.push(child);

@@ -116,6 +116,7 @@ describe('ssh transport (netns sshd)', { skip }, () => {
       assert.notEqual(clientIp, lab.bastion.address.replace(/\d+$/, (n) => String(Number(n) - 1)), 'not the controller');
       await t.putFile('/tmp/eprn-via-bastion', 'x', 0o600);
       assert.equal((await t.getFile('/tmp/eprn-via-bastion')).toString(), 'x');
+      await t.exec(['rm', '-f', '/tmp/eprn-via-bastion']);
     } finally {
       await t.close();
     }

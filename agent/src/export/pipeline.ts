@@ -26,6 +26,8 @@ export interface PipelineOptions {
   send?: (url: string, body: Buffer, headers: Record<string, string>) => Promise<SendResult>;
 }
 
+const stopFlushMs = 5000;
+
 const disabledSink: ObservationSink = { openConnection: () => null };
 
 export class ObservationPipeline {
@@ -75,7 +77,12 @@ export class ObservationPipeline {
     if (!this.spool) return;
     await this.flushing;
     await this.snapshot();
-    if (this.backoffMs === 0) await this.flush();
+    // One bounded attempt; whatever is not sent stays in the spool for the next start.
+    if (this.backoffMs === 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.flush(), new Promise((r) => { timer = setTimeout(r, stopFlushMs); })]);
+      clearTimeout(timer);
+    }
   }
 
   /** The /metrics body. */

@@ -11,7 +11,7 @@ import type { ConnectionObserver } from '../observe/observer';
 import type { ClientHello } from '../proxy/client-hello';
 import { parseClientHello } from '../proxy/client-hello';
 import { type Destination, decide, isOwnListener } from '../proxy/decide';
-import { clientRejectedCertificate } from '../proxy/learned';
+import { clientRejectedCertificate, destinationKey } from '../proxy/learned';
 import { unmapIp } from '../proxy/passthrough';
 import type { ProxyShared } from './runtime';
 
@@ -46,6 +46,8 @@ class ProxyConnection {
   private clientBytes = 0;
   private serverBytes = 0;
   private clientEndedFirst = false;
+  /** The client got a leaf from the untrusted issuer: its rejection is expected, not a pin to learn. */
+  private untrustedForge = false;
   private upstreamEnded = false;
   private observer: ConnectionObserver | null = null;
   private readonly log: Record<string, unknown> = {};
@@ -190,29 +192,59 @@ class ProxyConnection {
     const tcp = this.openUpstreamTcp();
     const ip = unmapIp(this.destination.address);
     const verify = this.mode === 'outgoing' && rt.config.upstream.verify;
+    const sessionKey = this.sessionKey(hello);
+    const cached = rt.sessions.get(sessionKey);
     const up = tlsConnect({
       socket: tcp,
+      host: ip,
       servername: hello.sni ?? undefined,
+      // Chain verification only; the name check below uses the SNI (or the IP without SNI) and is counted.
+      checkServerIdentity: () => undefined,
       // The wire form (length-prefixed), so the offer goes upstream byte for byte.
       ALPNProtocols: hello.alpn.length > 0 ? alpnWire(hello.alpn) : undefined,
       secureContext: rt.upstreamContext,
       rejectUnauthorized: false, // decided below, so failures are counted and the policy applies
-      session: rt.sessions.get(this.sessionKey(hello)),
+      session: cached?.session,
     });
     up.on('error', (e) => {
       if (!this.relaying) this.fail('upstream_connect_failed', `upstream TLS: ${e.message}`);
       else this.destroyAll();
     });
     up.once('close', () => this.markUpstreamClosed());
-    up.on('session', (s: Buffer) => rt.sessions.set(this.sessionKey(hello), s));
+    let established: { certDer: Buffer; verifyError: string | null } | null = null;
+    let ticket: Buffer | null = null;
+    const remember = () => {
+      if (established && ticket) rt.sessions.set(sessionKey, { session: ticket, ...established });
+    };
+    up.on('session', (s: Buffer) => {
+      ticket = s;
+      remember();
+    });
     up.once('secureConnect', () => {
-      const peer = up.getPeerX509Certificate();
-      if (!peer) {
-        this.fail('upstream_connect_failed', 'upstream sent no certificate');
-        return;
+      if (up.isSessionReused() && cached) {
+        established = { certDer: cached.certDer, verifyError: cached.verifyError };
+      } else {
+        // getPeerCertificate() must come first: after getPeerX509Certificate() Node 20 returns it without
+        // subjectaltname, and checkServerIdentity then rejects every cert.
+        const legacy = up.getPeerCertificate() as PeerCertificate;
+        const peer = up.getPeerX509Certificate();
+        if (!peer) {
+          this.fail('upstream_connect_failed', 'upstream sent no certificate');
+          return;
+        }
+        let verifyError: string | null = null;
+        if (!up.authorized) verifyError = String(up.authorizationError);
+        else {
+          const idErr = checkServerIdentity(hello.sni ?? ip, legacy);
+          if (idErr) verifyError = idErr.message;
+        }
+        established = { certDer: peer.raw, verifyError };
+        remember();
       }
-      this.log.upstreamCertSha256 = createHash('sha256').update(peer.raw).digest('hex');
+      const { certDer } = established;
+      this.log.upstreamCertSha256 = createHash('sha256').update(certDer).digest('hex');
       this.log.upstreamTls = up.getProtocol();
+      this.log.upstreamResumed = up.isSessionReused();
       let context: SecureContext;
       if (this.mode === 'incoming') {
         const picked = rt.incomingContext(hello.sni);
@@ -222,14 +254,7 @@ class ProxyConnection {
         }
         context = picked;
       } else {
-        let verifyError: string | null = null;
-        if (verify) {
-          if (!up.authorized) verifyError = String(up.authorizationError);
-          else {
-            const idErr = checkServerIdentity(hello.sni ?? ip, up.getPeerCertificate() as PeerCertificate);
-            if (idErr) verifyError = idErr.message;
-          }
-        }
+        const verifyError = verify ? established.verifyError : null;
         let forgeFrom = rt.contexts;
         if (verifyError) {
           this.shared.counters.inc('upstream_verify_failed');
@@ -242,9 +267,10 @@ class ProxyConnection {
             return;
           }
           forgeFrom = rt.untrustedContexts;
+          this.untrustedForge = true;
         }
         try {
-          const hit = forgeFrom.lookup(peer.raw, hello.sni, ip);
+          const hit = forgeFrom.lookup(certDer, hello.sni, ip);
           this.shared.counters.inc(hit.cacheHit ? 'forge_cache_hits' : 'forge_cache_misses');
           this.log.forgeCacheHit = hit.cacheHit;
           context = hit.context;
@@ -294,14 +320,18 @@ class ProxyConnection {
 
   private clientHandshakeFailed(e: Error): void {
     const rejected = clientRejectedCertificate({ handshakeCompleted: false, handshakeError: e.message, clientBytesAfterHandshake: 0, msSinceHandshake: 0 });
-    if (rejected) this.learn(rejected);
+    if (rejected) this.learn(rejected.reason);
     this.fail('client_handshake_failed', `client TLS handshake: ${e.message}`);
+  }
+
+  private destinationKey(): string {
+    return destinationKey(this.hello?.sni ?? null, unmapIp(this.destination.address), this.destination.port);
   }
 
   private learn(reason: string): void {
     const rt = this.shared.runtime();
-    if (!rt.learned || !this.hello || this.mode !== 'outgoing') return;
-    const key = `${this.hello.sni ? `sni:${this.hello.sni}` : `ip:${unmapIp(this.destination.address)}:${this.destination.port}`}`;
+    if (!rt.learned || !this.hello || this.mode !== 'outgoing' || this.untrustedForge) return;
+    const key = this.destinationKey();
     if (rt.learned.add(key, reason, new Date())) {
       this.shared.counters.inc('passthrough_learned_added');
       this.shared.log.info('learned passthrough', { destination: key, reason });
@@ -432,14 +462,19 @@ class ProxyConnection {
     this.clearHandshakeTimer();
     this.shared.counters.activeConnections--;
     this.shared.active.delete(this);
-    if (this.secureAt && this.clientEndedFirst) {
-      const rejected = clientRejectedCertificate({
-        handshakeCompleted: true,
-        handshakeError: null,
-        clientBytesAfterHandshake: this.clientBytes,
-        msSinceHandshake: performance.now() - this.secureAt,
-      });
-      if (rejected) this.learn(rejected);
+    const learned = this.shared.runtime().learned;
+    if (this.secureAt && learned && this.mode === 'outgoing') {
+      const rejected = this.clientEndedFirst
+        ? clientRejectedCertificate({
+            handshakeCompleted: true,
+            handshakeError: null,
+            clientBytesAfterHandshake: this.clientBytes,
+            msSinceHandshake: performance.now() - this.secureAt,
+          })
+        : null;
+      if (rejected) {
+        if (learned.noteQuietClose(this.destinationKey())) this.learn(rejected.reason);
+      } else if (this.clientBytes > 0) learned.noteHealthy(this.destinationKey());
     }
     if (this.observer) {
       try {

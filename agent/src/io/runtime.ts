@@ -28,8 +28,18 @@ export interface ProxyRuntime {
   staticPassthrough: StaticPassthrough;
   learned: LearnedPassthrough | null;
   /** Upstream TLS sessions, so repeat connections to one server resume instead of a full handshake. */
-  sessions: Lru<string, Buffer>;
+  sessions: Lru<string, UpstreamSession>;
   incomingContext: (sni: string | null) => SecureContext | null;
+}
+
+/**
+ * A resumable upstream session plus what the full handshake established: on a resumed TLS 1.3 session Node has
+ * no peer certificate, so the cert and its verification result are kept with the ticket.
+ */
+export interface UpstreamSession {
+  session: Buffer;
+  certDer: Buffer;
+  verifyError: string | null;
 }
 
 export interface ProxyShared {

@@ -57,6 +57,14 @@ export interface HistogramFamily {
 
 export type MetricFamily = CounterFamily | HistogramFamily;
 
+interface ExchangeSeries {
+  duration: Histogram;
+  timeToFirstByte: Histogram;
+  requestBodySize: Histogram;
+  responseBodySize: Histogram;
+  byClass: Series<number>;
+}
+
 export interface AggregatorOptions {
   routeRules?: readonly RouteRule[];
   maxRoutesPerServer: number;
@@ -80,6 +88,8 @@ export class Aggregator {
   private readonly maxRoutesPerServer: number;
   private readonly maxServers: number;
   private readonly routesByServer = new Map<string, Set<string>>();
+  /** All series one exchange updates, by its label key: one lookup per exchange on the hot path. */
+  private readonly exchangeSeries = new Map<string, ExchangeSeries>();
 
   readonly duration = histogramFamily('http_client_request_duration_seconds',
     'Duration of HTTP client requests observed by the agent (first request byte to last response byte).', exchangeLabels, durationBuckets);
@@ -132,15 +142,24 @@ export class Aggregator {
       }
     }
     const method = knownMethods.has(rec.method) ? rec.method : '_OTHER';
-    const labels = [server, String(info.serverPort), method, String(rec.status), route, rec.protocolVersion];
-    const seconds = (rec.end - rec.requestStart) / 1000;
-    histogramSeries(this.duration, labels).observe(Math.max(0, seconds));
-    if (!Number.isNaN(rec.responseStart)) {
-      histogramSeries(this.timeToFirstByte, labels).observe(Math.max(0, (rec.responseStart - rec.requestStart) / 1000));
+    const key = `${server}\u0000${info.serverPort}\u0000${method}\u0000${rec.status}\u0000${route}\u0000${rec.protocolVersion}`;
+    let s = this.exchangeSeries.get(key);
+    if (!s) {
+      const labels = [server, String(info.serverPort), method, String(rec.status), route, rec.protocolVersion];
+      s = {
+        duration: histogramSeries(this.duration, labels),
+        timeToFirstByte: histogramSeries(this.timeToFirstByte, labels),
+        requestBodySize: histogramSeries(this.requestBodySize, labels),
+        responseBodySize: histogramSeries(this.responseBodySize, labels),
+        byClass: counterSeries(this.requestsByClass, [server, `${Math.floor(rec.status / 100)}xx`]),
+      };
+      this.exchangeSeries.set(key, s);
     }
-    histogramSeries(this.requestBodySize, labels).observe(rec.requestBodyBytes);
-    histogramSeries(this.responseBodySize, labels).observe(rec.responseBodyBytes);
-    counterSeries(this.requestsByClass, [server, `${Math.floor(rec.status / 100)}xx`]).value++;
+    s.duration.observe(Math.max(0, (rec.end - rec.requestStart) / 1000));
+    if (!Number.isNaN(rec.responseStart)) s.timeToFirstByte.observe(Math.max(0, (rec.responseStart - rec.requestStart) / 1000));
+    s.requestBodySize.observe(rec.requestBodyBytes);
+    s.responseBodySize.observe(rec.responseBodyBytes);
+    s.byClass.value++;
   }
 
   recordError(info: ConnectionInfo, kind: ObserveErrorKind): void {

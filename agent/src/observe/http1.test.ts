@@ -134,6 +134,7 @@ test('bad input: each stops observation, is counted once, and never throws', () 
     ['request line with no version', 'GET /index.html\r\n\r\n', 'HTTP/1.1 200 OK\r\n\r\n', 'malformed_request'],
     ['garbage request', '\x16\x03\x01\x00\xa5\x01\x00\r\n\r\n', '', 'malformed_request'],
     ['header without colon', 'GET / HTTP/1.1\r\nNoColonHere\r\n\r\n', '', 'malformed_request'],
+    ['whitespace before a header colon', 'GET / HTTP/1.1\r\nHost : x\r\n\r\n', '', 'malformed_request'],
     ['bad Content-Length', 'POST / HTTP/1.1\r\nContent-Length: 12abc\r\n\r\n', '', 'malformed_request'],
     ['conflicting Content-Length', 'POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', '', 'malformed_request'],
     ['HTTP/2 version in a request line', 'GET / HTTP/2.0\r\n\r\n', '', 'malformed_request'],

@@ -12,9 +12,31 @@ export function destinationKey(sni: string | null, ip: string, port: number): st
   return sni ? `sni:${sni}` : `ip:${ip}:${port}`;
 }
 
+/**
+ * A quiet close (handshake, then hang-up without data) is also what `openssl s_client </dev/null` and port probes
+ * do, so it must repeat before the destination is learned; a TLS alert is unambiguous and learns at once.
+ */
+export const QUIET_CLOSE_STRIKES = 2;
+
 export class LearnedPassthrough {
   /** Insertion-ordered, so the first entry is the oldest (evicted first when full). */
   private readonly entries = new Map<string, LearnedPassthroughEntry>();
+  private readonly strikes = new Map<string, number>();
+
+  /** Counts a quiet close; true when the destination has now done it QUIET_CLOSE_STRIKES times in a row. */
+  noteQuietClose(destination: string): boolean {
+    const n = (this.strikes.get(destination) ?? 0) + 1;
+    this.strikes.delete(destination);
+    if (n >= QUIET_CLOSE_STRIKES) return true;
+    this.strikes.set(destination, n);
+    while (this.strikes.size > this.options.maxEntries * 4) this.strikes.delete(this.strikes.keys().next().value as string);
+    return false;
+  }
+
+  /** A client used an intercepted connection normally: earlier quiet closes were not a rejection. */
+  noteHealthy(destination: string): void {
+    this.strikes.delete(destination);
+  }
 
   constructor(private readonly options: LearnedOptions) {}
 
@@ -84,25 +106,27 @@ export class LearnedPassthrough {
   }
 }
 
+export type Rejection = { kind: 'alert' | 'quiet-close'; reason: string };
+
 /**
  * Did the client reject our certificate? A TLS alert during the handshake, or a close right after it before any
  * application data (pinned apps often complete the handshake and then hang up).
  */
-export function clientRejectedCertificate(event: {
-  handshakeCompleted: boolean;
-  handshakeError: string | null;
-  clientBytesAfterHandshake: number;
-  msSinceHandshake: number;
-}, quietCloseWindowMs = 2000): string | null {
+export function clientRejectedCertificate(
+  event: {
+    handshakeCompleted: boolean;
+    handshakeError: string | null;
+    clientBytesAfterHandshake: number;
+    msSinceHandshake: number;
+  },
+  quietCloseWindowMs = 2000,
+): Rejection | null {
   if (!event.handshakeCompleted) {
-    const e = event.handshakeError ?? '';
-    if (/alert (bad certificate|unknown ca|certificate unknown|certificate (revoked|expired)|handshake failure|decrypt error|access denied)/i.test(e)) {
-      return `client alert: ${/alert [a-z ]+/i.exec(e)![0]}`;
-    }
-    return null;
+    const m = /alert (bad certificate|unknown ca|certificate unknown|certificate revoked|certificate expired|unsupported certificate|handshake failure|decrypt error|access denied)/i.exec(event.handshakeError ?? '');
+    return m ? { kind: 'alert', reason: `client alert: ${m[1]!.toLowerCase()}` } : null;
   }
   if (event.clientBytesAfterHandshake === 0 && event.msSinceHandshake <= quietCloseWindowMs) {
-    return 'client closed right after the handshake without sending data';
+    return { kind: 'quiet-close', reason: 'client closed right after the handshake without sending data' };
   }
   return null;
 }

@@ -5,11 +5,13 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   lab: async () => (await import('./commands/lab')).labCommand,
+  inventory: async () => (await import('./commands/inventory')).inventoryCommand,
   ca: async () => (await import('./commands/ca')).caCommand,
+  'agent-rollback': async () => (await import('./commands/agent-rollback')).agentRollbackCommand,
 };
 
 const usage = `usage: epoch-provision [--inventory NAME] [options]        run playbooks/site.yml
-       epoch-provision lab up [N] [--flavor debian|rhel|mixed] | status | exec HOST -- CMD | down
+       epoch-provision lab up [N] [--flavor debian|rhel|mixed] [--name NAME] | status | exec HOST -- CMD | down | clean | image
        epoch-provision --help`;
 
 async function main(argv: string[]): Promise<number> {
@@ -22,7 +24,9 @@ async function main(argv: string[]): Promise<number> {
     console.log(process.env.EPOCH_VERSION ?? 'dev');
     return exitCodes.ok;
   }
-  const load = first ? commands[first] : undefined;
+  // No subcommand, a leading --flag or a playbook path: the default command, which runs a playbook.
+  if (first === undefined || first.startsWith('-') || /\.ya?ml$/.test(first)) return (await import('./commands/run')).runCommand(argv);
+  const load = commands[first];
   if (!load) {
     console.error(`epoch-provision: unknown command ${JSON.stringify(first ?? '')}\n${usage}`);
     return exitCodes.config;

@@ -203,11 +203,22 @@ export function magicVars(host: InventoryHost, inv?: Inventory): Record<string, 
     inventory_hostname_short: host.name.split('.')[0],
     group_names: host.groups.filter((g) => g !== 'all').sort(),
   };
-  if (inv) {
-    const groups: Record<string, string[]> = {};
-    for (const g of inv.groups.keys()) groups[g] = [...inv.hosts.values()].filter((h) => h.groups.includes(g)).map((h) => h.name);
-    out.groups = groups;
-  }
+  if (inv) out.groups = groupsVar(inv);
   return out;
+}
+
+const groupsCache = new WeakMap<Inventory, Record<string, string[]>>();
+
+/** Ansible's `groups` magic variable: every group with all its hosts (computed once per inventory). */
+function groupsVar(inv: Inventory): Record<string, string[]> {
+  let groups = groupsCache.get(inv);
+  if (!groups) {
+    const built: Record<string, string[]> = {};
+    for (const g of inv.groups.keys()) built[g] = [];
+    for (const h of inv.hosts.values()) for (const g of h.groups) built[g]?.push(h.name);
+    groups = built;
+    groupsCache.set(inv, groups);
+  }
+  return groups;
 }
 

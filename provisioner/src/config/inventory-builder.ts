@@ -13,6 +13,8 @@ export interface RawGroup {
   vars: Record<string, unknown>;
   varLocations: Record<string, string>;
   location: string;
+  priorityValue?: unknown;
+  priorityLocation?: string;
 }
 
 export interface RawHost {
@@ -93,6 +95,12 @@ export class InventoryBuilder {
 
   setGroupVar(group: string, key: string, value: unknown, location: string): void {
     const g = this.addGroup(group, location);
+    if (key === 'ansible_group_priority') {
+      // Ansible turns it into the group's priority instead of a variable
+      g.priorityValue = value;
+      g.priorityLocation = location;
+      return;
+    }
     g.vars[key] = value;
     g.varLocations[key] = location;
   }
@@ -116,14 +124,14 @@ export class InventoryBuilder {
     const depth = this.depths();
     const priority = new Map<string, number>();
     for (const group of this.groups.values()) {
-      const raw = group.vars.ansible_group_priority;
+      const raw = group.priorityValue;
       let p = 1;
       if (raw !== undefined) {
         const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
         if (typeof n === 'number' && Number.isInteger(n)) p = n;
         else {
           this.problems.add(
-            group.varLocations.ansible_group_priority ?? group.location,
+            group.priorityLocation ?? group.location,
             `ansible_group_priority of group ${JSON.stringify(group.name)} is ${JSON.stringify(raw)} (expected an integer)`,
           );
         }

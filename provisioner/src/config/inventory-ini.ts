@@ -103,8 +103,8 @@ export function parseIniInventory(file: string, text: string, b: InventoryBuilde
         }
         const waiting = pending.get(group);
         if (waiting && state !== 'vars') {
-          if (waiting.state === 'children') for (const parent of waiting.parents) b.addChild(parent, group, here);
-          pending.delete(group);
+          if (waiting.state === 'children') addPendingChildren(group, pending, b, here);
+          else pending.delete(group);
         }
         return;
       }
@@ -117,7 +117,8 @@ export function parseIniInventory(file: string, text: string, b: InventoryBuilde
         if (eq < 0) throw new IniLineError(`expected key=value in [${group}:vars], got ${JSON.stringify(line)}`);
         const key = line.slice(0, eq).trim();
         const value = line.slice(eq + 1).trim();
-        const valueCol = rawLine.indexOf('=') + 2 + (rawLine.slice(rawLine.indexOf('=') + 1).length - rawLine.slice(rawLine.indexOf('=') + 1).trimStart().length);
+        const afterEq = rawLine.slice(rawLine.indexOf('=') + 1);
+        const valueCol = rawLine.indexOf('=') + 2 + (afterEq.length - afterEq.trimStart().length);
         b.setGroupVar(group, key, parseIniValue(value), `${shown}:${lineNo}:${valueCol}`);
       } else {
         const m = groupNameRe.exec(line);
@@ -146,10 +147,25 @@ export function parseIniInventory(file: string, text: string, b: InventoryBuilde
   }
 }
 
+/** A group that was waiting to be declared: attach it to its parents, and theirs if they were waiting too. */
+function addPendingChildren(group: string, pending: Map<string, { line: number; state: string; parents: string[] }>, b: InventoryBuilder, here: string): void {
+  const waiting = pending.get(group);
+  if (!waiting) return;
+  pending.delete(group);
+  for (const parent of waiting.parents) {
+    b.addChild(parent, group, here);
+    if (pending.get(parent)?.state === 'children') addPendingChildren(parent, pending, b, here);
+  }
+}
+
 function parseHostLine(rawLine: string, line: string, group: string, b: InventoryBuilder, shown: string, lineNo: number, here: string): void {
   const tokens = shlexSplit(line);
   if (tokens.length === 0) return;
   const { pattern, port } = splitHostPort(tokens[0]!);
+  if (tokens[0]!.endsWith(':') && port === undefined) {
+    throw new IniLineError(`invalid host pattern ${JSON.stringify(tokens[0])}: ending in ':' is reserved for a port`);
+  }
+  if (pattern === '---') throw new IniLineError("invalid host pattern '---', which is normally a sign this is a YAML file");
   const names = expandHostRange(pattern);
   const assignments: [string, unknown, string][] = [];
   for (const token of tokens.slice(1)) {

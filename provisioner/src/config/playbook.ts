@@ -3,7 +3,7 @@
 // Loading validates everything statically (shape, module params without templates, template syntax, when
 // syntax). With an inventory it also preflights every selected host: it evaluates `when`, resolves the params
 // and validates them, so every config error is reported before any connection.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type ZodType, z } from 'zod';
 import { ConfigError } from '../core/errors';
@@ -93,15 +93,23 @@ export function reportZodIssues(
   for (const issue of issues) {
     const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
     const where = path.length ? `${path.join('.')}: ` : '';
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        problems.add(locate([...path, key]), `${prefix}${where}unknown parameter ${JSON.stringify(key)} (got ${show(valueAt(root, [...path, key]))})`);
+      }
+      continue;
+    }
     const value = valueAt(root, path);
-    const got = issue.code === 'unrecognized_keys' ? '' : ` (got ${value === undefined ? 'nothing' : show(value)})`;
+    const got = ` (got ${value === undefined ? 'nothing' : show(value)})`;
     problems.add(locate(path), `${prefix}${where}${issue.message}${got}`);
   }
 }
 
 function collectLocations(value: unknown, path: PathKey[], locate: (p: PathKey[]) => string, out: Record<string, string>): void {
   out[path.join('.')] = locate(path);
-  if (Array.isArray(value)) value.forEach((v, i) => collectLocations(v, [...path, i], locate, out));
+  if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) collectLocations(v, [...path, i], locate, out);
+  }
   else if (isMapping(value)) for (const [k, v] of Object.entries(value)) collectLocations(v, [...path, k], locate, out);
 }
 
@@ -148,7 +156,8 @@ function parsePlays(src: YamlSource, problems: Problems, options: LoadPlaybookOp
     }
     const parsed = playSchema.safeParse(rawPlay);
     if (!parsed.success) {
-      reportZodIssues(parsed.error.issues, rawPlay, (path) => (path.length ? src.locateKey([p, ...path]) : at([])), problems);
+      const issues = parsed.error.issues.filter((i) => i.code !== 'unrecognized_keys');
+      reportZodIssues(issues, rawPlay, (path) => (path.length ? src.locateKey([p, ...path]) : at([])), problems);
       for (const issue of parsed.error.issues) {
         if (issue.code === 'unrecognized_keys') {
           for (const key of issue.keys) problems.add(src.locateKey([p, key]), `play key ${JSON.stringify(key)} is not supported (supported: ${playKeys.join(', ')})`);
@@ -171,9 +180,21 @@ function parsePlays(src: YamlSource, problems: Problems, options: LoadPlaybookOp
       const task = parseTask(src, [p, 'tasks', t], rawTask, playTags, problems);
       if (task) tasks.push(task);
     });
+    // Like Ansible, `hosts:` may use play vars and extra vars (never host vars): hosts: "{{ target | default('all') }}"
+    let hosts = play.hosts;
+    if (hasTemplate(hosts)) {
+      try {
+        const resolved = new Resolver({ ...vars, ...(options.extraVars ?? {}) }, varLocations).resolveString(hosts, at(['hosts']));
+        if (typeof resolved !== 'string' || !resolved.trim()) {
+          problems.add(at(['hosts']), `hosts ${show(hosts)} resolves to ${show(resolved)} (expected a host pattern)`);
+        } else hosts = resolved;
+      } catch (e) {
+        problems.absorb(e);
+      }
+    }
     const out: Play = {
-      name: play.name ?? play.hosts,
-      hosts: play.hosts,
+      name: play.name ?? hosts,
+      hosts,
       serial: serialList.map((s) => (typeof s === 'string' ? s.replace(/\s+/g, '') : s)),
       vars,
       tasks,
@@ -312,11 +333,7 @@ export function hostRunVars(
 }
 
 function dirOf(source: string): string {
-  try {
-    return /\.[^/]+$/.test(source) ? dirname(source) : source;
-  } catch {
-    return source;
-  }
+  return existsSync(source) && statSync(source).isDirectory() ? source : dirname(source);
 }
 
 /**

@@ -98,6 +98,25 @@ class Lexer {
   /** A string, number, true/false/none literal; undefined if there is none here. */
   literal(): { value: unknown } | undefined {
     this.ws();
+    if (this.src[this.pos] === '[') {
+      // a list of literals, e.g. default([443, 8443])
+      const start = this.pos;
+      this.pos++;
+      const items: unknown[] = [];
+      while (!this.eat(']')) {
+        const item = this.literal();
+        if (!item) {
+          this.pos = start;
+          return undefined;
+        }
+        items.push(item.value);
+        if (!this.eat(',') && this.peek() !== ']') {
+          this.pos = start;
+          return undefined;
+        }
+      }
+      return { value: items };
+    }
     const rest = this.src.slice(this.pos);
     const str = /^'((?:[^'\\]|\\.)*)'|^"((?:[^"\\]|\\.)*)"/.exec(rest);
     if (str) {
@@ -312,6 +331,8 @@ export class Resolver {
         { location: this.varLocations[name] ?? '', message: `variable ${name} refers to itself through ${[...this.resolving].join(' → ')}` },
       ]);
     }
+    const raw = this.vars[name];
+    if (raw instanceof VaultValue) return raw; // lookup() reports it with the place it is used
     this.resolving.add(name);
     try {
       const loc = this.varLocations[name] ?? '';
@@ -334,7 +355,9 @@ export function checkTemplates(value: unknown, locate: (path: RefStep[]) => stri
       if (e instanceof TemplateSyntaxError) problems.add(locate(path), e.message);
       else throw e;
     }
-  } else if (Array.isArray(value)) value.forEach((v, i) => checkTemplates(v, locate, problems, [...path, i]));
+  } else if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) checkTemplates(v, locate, problems, [...path, i]);
+  }
   else if (value !== null && typeof value === 'object' && !(value instanceof VaultValue)) {
     for (const [k, v] of Object.entries(value)) checkTemplates(v, locate, problems, [...path, k]);
   }

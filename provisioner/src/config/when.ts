@@ -1,11 +1,13 @@
-// `when:` conditions, the simple forms only: `var`, `not var`, `var == 'x'`, `var != 'x'`, `var | bool`,
+// `when:` conditions, the simple forms only: `var`, `not var`, `var == 'x'`, `var != 'x'`, `var | bool`, `var | default(x)`,
 // `var is defined`, `var is not defined`, `var is undefined`, true/false, joined by `and`. A list means all
 // must hold (as in Ansible; the loader joins it with ` and `). `or` and parentheses are not supported; anything
 // else is a ConfigError naming the condition, never guessed.
 import { ConfigError } from '../core/errors';
 import { parseRef, refText, Resolver, type TemplateRef, TemplateLexer, TemplateSyntaxError, truthy } from './templating';
 
-type Operand = { kind: 'ref'; ref: TemplateRef; bool: boolean } | { kind: 'literal'; value: unknown };
+type Operand =
+  | { kind: 'ref'; ref: TemplateRef; bool: boolean; default?: { value: unknown; whenFalsy: boolean } }
+  | { kind: 'literal'; value: unknown };
 
 export type Condition =
   | { kind: 'and'; parts: Condition[] }
@@ -14,7 +16,8 @@ export type Condition =
   | { kind: 'compare'; op: '==' | '!='; left: Operand; right: Operand }
   | { kind: 'defined'; ref: TemplateRef; negate: boolean };
 
-const supported = "supported: var, not var, var == 'x', var != 'x', var | bool, var is defined, var is not defined, joined by and";
+const supported =
+  "supported: var, not var, var == 'x', var != 'x', var | bool, var | default(x), var is defined, var is not defined, joined by and";
 
 export function parseCondition(text: string): Condition {
   const source = text.trim();
@@ -73,13 +76,24 @@ function parseOperand(lx: TemplateLexer, fail: (why: string) => TemplateSyntaxEr
     throw e;
   }
   if (!ref) throw fail(lx.done() ? 'it is incomplete' : `unexpected ${JSON.stringify(lx.src.slice(lx.pos).trim())}`);
-  let bool = false;
-  if (lx.eat('|')) {
+  const operand: Operand = { kind: 'ref', ref, bool: false };
+  while (lx.eat('|')) {
     const filter = lx.ident();
-    if (filter !== 'bool') throw fail(`filter ${JSON.stringify(filter ?? '')} is not supported (only | bool)`);
-    bool = true;
+    if (filter === 'bool' && !operand.bool) operand.bool = true;
+    else if ((filter === 'default' || filter === 'd') && !operand.default && !operand.bool) {
+      const value = lx.eat('(') ? lx.literal() : undefined;
+      if (!value) throw fail('default needs a literal value: default(...)');
+      let whenFalsy = false;
+      if (lx.eat(',')) {
+        const flag = lx.literal();
+        if (!flag || typeof flag.value !== 'boolean') throw fail("default's second argument must be true or false");
+        whenFalsy = flag.value;
+      }
+      if (!lx.eat(')')) throw fail('expected ) after the default value');
+      operand.default = { value: value.value, whenFalsy };
+    } else throw fail(`filter ${JSON.stringify(filter ?? '')} is not supported here (only | default(...) | bool)`);
   }
-  return { kind: 'ref', ref, bool };
+  return operand;
 }
 
 /** Ansible's `bool` filter: true for true, 1, and the strings yes/on/1/true (any case). */
@@ -99,7 +113,8 @@ function equal(a: unknown, b: unknown): boolean {
 export function evaluateCondition(cond: Condition, resolver: Resolver, location: string, source: string): boolean {
   const value = (operand: Operand): unknown => {
     if (operand.kind === 'literal') return operand.value;
-    const v = resolver.lookup(operand.ref, location, source);
+    let v = resolver.lookup(operand.ref, location, source);
+    if (operand.default && (typeof v === 'symbol' || (operand.default.whenFalsy && !truthy(v)))) v = operand.default.value;
     if (typeof v === 'symbol') {
       throw new ConfigError([{ location, message: `when: ${JSON.stringify(source)}: ${refText(operand.ref)} is undefined` }]);
     }

@@ -97,8 +97,7 @@ function convert(doc: Document, node: unknown, path: PathKey[], ctx: Ctx): unkno
       if (!isPair(pair)) continue;
       const keyNode = pair.key as Node | null;
       const rawKey = isScalar(keyNode) ? keyNode.value : keyNode ? String(keyNode) : null;
-      const key = rawKey === null ? 'null' : String(rawKey);
-      if (key === '<<' && isScalar(keyNode) && keyNode.source === '<<') {
+      if (isScalar(keyNode) && (typeof rawKey === 'symbol' || (rawKey === '<<' && keyNode.source === '<<'))) {
         // YAML 1.1 merge keys: explicit keys of this map win over merged ones
         const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
         for (const source of sources) {
@@ -109,6 +108,7 @@ function convert(doc: Document, node: unknown, path: PathKey[], ctx: Ctx): unkno
         }
         continue;
       }
+      const key = rawKey === null ? 'null' : String(rawKey);
       const childPath = [...path, key];
       if (keyNode?.range) ctx.keyLocs.set(pathId(childPath), ctx.at(keyNode.range[0]));
       ctx.valueLocs.delete(pathId(childPath)); // a duplicate key: the last one wins, so does its location

@@ -6,7 +6,7 @@ export type FirewallBackend = 'nft' | 'iptables-nft' | 'iptables-legacy';
 export interface FirewallProbe {
   /** Output of `iptables -V`, or null when iptables is not installed. */
   iptablesVersion: string | null;
-  /** Output of `nft --version`, or null when nft is not installed. */
+  /** Where nft is (`command -v nft`), or null when it is not installed. */
   nftVersion: string | null;
   /** `iptables-legacy-save` output (both families concatenated), or null when the tool is missing. */
   legacySave: string | null;

@@ -19,7 +19,9 @@ export interface HostFacts {
 }
 
 // Each probe prints its section marker, or the `:absent` marker when the tool is not installed.
-// Runs as root (become) because iptables-save needs it; every command is read-only.
+// Runs as root (become) because iptables-save needs it; every command is read-only. Kept lean because it runs on
+// every host of every run: IPv4 tables only (enough to tell the backends apart and to see docker/kube-proxy/ufw
+// chains), plain iptables-save only where the -legacy/-nft variants do not exist (iptables < 1.8).
 export const hostFactsScript = `
 probe() { name=$1; tool=$2; shift 2
   if command -v "$tool" >/dev/null 2>&1; then echo "@@epoch:$name@@"; "$@" 2>&1; else echo "@@epoch:$name:absent@@"; fi; }
@@ -27,10 +29,10 @@ echo '@@epoch:os-release@@'; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-
 echo '@@epoch:arch@@'; uname -m
 echo '@@epoch:init@@'; cat /proc/1/comm 2>/dev/null; [ -d /run/systemd/system ] && echo run-systemd-system
 probe iptables-version iptables iptables -V
-probe nft-version nft nft --version
-probe legacy-save iptables-legacy-save sh -c 'iptables-legacy-save 2>/dev/null; ip6tables-legacy-save 2>/dev/null'
-probe nft-save iptables-nft-save sh -c 'iptables-nft-save 2>/dev/null; ip6tables-nft-save 2>/dev/null'
-probe iptables-save iptables-save iptables-save
+probe nft-version nft command -v nft
+probe legacy-save iptables-legacy-save iptables-legacy-save
+probe nft-save iptables-nft-save iptables-nft-save
+command -v iptables-legacy-save >/dev/null 2>&1 || probe iptables-save iptables-save iptables-save
 probe nft-tables nft nft list tables
 echo '@@epoch:processes@@'; cat /proc/[0-9]*/comm 2>/dev/null
 if [ -r /etc/ufw/ufw.conf ]; then echo '@@epoch:ufw-conf@@'; cat /etc/ufw/ufw.conf; else echo '@@epoch:ufw-conf:absent@@'; fi

@@ -164,7 +164,7 @@ async function ensureBase(mirror: string, log: (m: string) => void): Promise<str
   mkdirSync(tmp, { recursive: true });
   const cache = join(labHome, 'debs');
   mkdirSync(cache, { recursive: true });
-  log(`debootstrap ${suite} from ${mirror} (about 1-2 min, once)`);
+  log(`debootstrap ${suite} from ${mirror} (a few minutes, once per package list)`);
   const started = Date.now();
   await runOk(
     [
@@ -212,4 +212,19 @@ export async function generateCa(certFile: string, keyFile: string, cn: string):
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
     '-addext', 'subjectKeyIdentifier=hash', '-out', certFile,
   ]);
+}
+
+/** Removes cached images (and debootstrap bases) that are neither current nor used by a lab that is up. */
+export function pruneImages(keep: Set<string>, log: (m: string) => void): void {
+  const currentBase = baseHash();
+  for (const [dir, keepSet] of [[imagesDir, keep], [baseDir, new Set([currentBase])]] as const) {
+    if (!existsSync(dir)) continue;
+    for (const entry of readdirSync(dir)) {
+      if (keepSet.has(entry) || entry.endsWith('.building') || !/^[0-9a-f]{16}$/.test(entry)) continue;
+      const path = join(dir, entry);
+      if (mountsUnder(path).length > 0) continue;
+      log(`removing outdated lab image cache ${path}`);
+      removeTree(path);
+    }
+  }
 }

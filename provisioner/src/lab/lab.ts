@@ -7,7 +7,7 @@ import {
   existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { ensureImage, generateCa, mountOverlay } from './image';
+import { ensureImage, generateCa, mountOverlay, pruneImages } from './image';
 import { writeInventory, removeInventory } from './inventory';
 import {
   createAttachedNetns, deleteLink, deleteNetns, ensureBridge, hostAddress, linkExists, maxSlot, netnsExists, netnsPath,
@@ -245,10 +245,19 @@ function cgroupPids(dir: string): number[] {
 function removeCgroup(dir: string): void {
   if (!existsSync(dir)) return;
   for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroup(join(dir, e.name));
-  try {
-    rmdirSync(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot remove cgroup ${dir}: ${(e as Error).message}`);
+  // A just-killed process can keep its cgroup busy for a moment (this machine's PID 1 reaps late): retry briefly.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || attempt >= 50) {
+        throw new Error(`cannot remove cgroup ${dir}: ${(e as Error).message}; pids still in it: ${cgroupPids(dir).join(' ') || 'none'}`);
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
   }
 }
 
@@ -268,6 +277,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   mkdirSync(labsDir, { recursive: true });
   return withLabLock(name, async () => {
     const image = await ensureImage(log);
+    pruneImages(new Set([image.hash, ...listLabs().flatMap((l) => loadState(l)?.image.hash ?? [])]), log);
     let state = loadState(name);
     if (!state) {
       const slot = allocateSlot(name);
@@ -350,7 +360,10 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
       const started = Date.now();
       log(`starting ${toCreate.length} host(s)`);
       try {
-        await mapLimit(toCreate, 6, (h) => createHost(lab, h));
+        await mapLimit(toCreate, 6, async (h) => {
+          await createHost(lab, h);
+          saveState(lab); // the nspawn PID is on disk before the next host starts, should this run be killed
+        });
         await mapLimit(toCreate, 8, (h) => waitBooted(h));
       } finally {
         saveState(lab);
@@ -414,6 +427,8 @@ async function createHost(lab: LabState, h: LabHostState): Promise<void> {
       'systemd-nspawn', '-q', '-b', '--register=no', '--keep-unit', '-D', root, `--network-namespace-path=${netnsPath(h.netns)}`,
       '-M', h.machine, `--hostname=${h.name}`, '--resolv-conf=off', '--timezone=off', '--link-journal=no',
       '--settings=false', '--console=read-only',
+      // nspawn drops CAP_NET_ADMIN with --network-namespace-path; hosts need it for nft/iptables (firewall module).
+      '--capability=CAP_NET_ADMIN',
     ],
     join(h.dir, 'console.log'),
     { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', SYSTEMD_LOG_LEVEL: 'warning' },

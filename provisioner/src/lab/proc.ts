@@ -20,6 +20,18 @@ export interface RunOptions {
 
 const baseEnv = (): NodeJS.ProcessEnv => ({ ...process.env, LC_ALL: 'C' });
 
+// Commands run in their own process group (see run()); if this process exits first, they go with it.
+const liveGroups = new Set<number>();
+process.on('exit', () => {
+  for (const pgid of liveGroups) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
 /** Runs argv[0] with argv[1..] (no shell), capturing output. Never throws for a non-zero exit. */
 export function run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [cmd, ...args] = argv;
@@ -29,13 +41,21 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
       stdio: ['pipe', 'pipe', 'pipe'],
       env: opts.env ?? baseEnv(),
       cwd: opts.cwd,
+      // Own process group, so a timeout also kills what the command forked (nsenter's child inside a host).
+      detached: true,
     });
+    const pgid = child.pid;
+    if (pgid) liveGroups.add(pgid);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
     }, opts.timeoutMs ?? 60_000);
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
@@ -46,6 +66,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (pgid) liveGroups.delete(pgid);
       resolve({
         exitCode: code,
         signal,

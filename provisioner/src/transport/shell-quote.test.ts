@@ -25,6 +25,6 @@ test('quoteArgv refuses an empty argv', () => {
 
 test('remoteCommandLine sets LC_ALL=C and wraps sudo', () => {
   assert.equal(remoteCommandLine(['id', '-u']), 'env LC_ALL=C id -u');
-  assert.equal(remoteCommandLine(['id'], { become: { user: 'root', withPassword: false } }), 'sudo -n -u root -- env LC_ALL=C id');
-  assert.equal(remoteCommandLine(['id'], { become: { user: 'root', withPassword: true } }), "sudo -S -p '' -u root -- env LC_ALL=C id");
+  assert.equal(remoteCommandLine(['id'], { become: { user: 'root', withPassword: false } }), 'sudo -k -n -u root -- env LC_ALL=C id');
+  assert.equal(remoteCommandLine(['id'], { become: { user: 'root', withPassword: true } }), "sudo -k -S -p '' -u root -- env LC_ALL=C id");
 });

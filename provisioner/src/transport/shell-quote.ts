@@ -24,10 +24,12 @@ export interface RemoteCommandOptions {
 /**
  * The full remote command line: `LC_ALL=C` for stable, parseable output, and sudo when asked.
  * With a password, `sudo -S -p ''` reads it from stdin's first line, so the prompt never appears in output.
+ * `-k` ignores cached sudo credentials, so whether a password is read never depends on an earlier command
+ * (a cached timestamp would otherwise leave the password line on the command's own stdin).
  */
 export function remoteCommandLine(argv: Argv, options: RemoteCommandOptions = {}): string {
   const withLocale: string[] = ['env', 'LC_ALL=C', ...argv];
   if (!options.become) return quoteArgv(withLocale);
-  const sudo = options.become.withPassword ? ['sudo', '-S', '-p', ''] : ['sudo', '-n'];
+  const sudo = options.become.withPassword ? ['sudo', '-k', '-S', '-p', ''] : ['sudo', '-k', '-n'];
   return quoteArgv([...sudo, '-u', options.become.user, '--', ...withLocale]);
 }

@@ -57,6 +57,10 @@ export async function labCommand(argv: string[]): Promise<number> {
       }
       case 'up': {
         const { flags, positional } = parseFlags(args, ['flavor', 'name', 'inventory-dir']);
+        process.once('SIGINT', () => {
+          console.error('epoch-provision lab: interrupted; hosts started so far keep running: `epoch-provision lab down` removes them');
+          process.exit(exitCodes.interrupted);
+        });
         if (positional.length > 1) throw new UsageError(`unexpected arguments: ${positional.slice(1).join(' ')}`);
         const count = positional[0] === undefined ? 3 : Number(positional[0]);
         if (!Number.isInteger(count) || count < 1) throw new UsageError(`N: expected a positive whole number, got ${positional[0]}`);

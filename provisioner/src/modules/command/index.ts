@@ -18,7 +18,15 @@ const rawParams = z
   })
   .strict();
 
-export const commandParams = rawParams.transform((p, ctx) => {
+export interface CommandParams {
+  argv: string[];
+  /** Skip when this path exists. */
+  creates?: string;
+  /** Skip when this path does not exist. */
+  removes?: string;
+}
+
+export const commandParams = rawParams.transform((p, ctx): CommandParams => {
   if ((p.argv === undefined) === (p.cmd === undefined)) {
     ctx.addIssue({ code: 'custom', message: 'give exactly one of argv (a list) or cmd (a string)' });
     return z.NEVER;
@@ -37,10 +45,11 @@ export const commandParams = rawParams.transform((p, ctx) => {
       return z.NEVER;
     }
   }
-  return { argv: argv as string[], creates: p.creates, removes: p.removes };
+  const out: CommandParams = { argv: argv as string[] };
+  if (p.creates !== undefined) out.creates = p.creates;
+  if (p.removes !== undefined) out.removes = p.removes;
+  return out;
 });
-
-export type CommandParams = z.output<typeof commandParams>;
 
 export interface CommandFacts {
   createsExists?: boolean;

@@ -307,7 +307,7 @@ test('gather output is parsed into facts (sections, base64 files, health JSON, S
   assert.deepEqual(f.agent, { active: true, healthy: true });
   assert.equal(f.controllerAddress, '198.18.202.1');
   assert.equal(f.services.docker, true);
-  assert.match(gatherScript(p), /"ip\$\{f\}tables-\$v-save" 2>\/dev\/null/);
+  assert.match(gatherScript(p), /"\$t-save" 2>\/dev\/null/);
   assert.doesNotMatch(gatherScript(p), /-save -t nat/);
 });
 

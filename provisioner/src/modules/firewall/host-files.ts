@@ -47,7 +47,8 @@ export function renderDropIn(): string {
 Wants=${unitName}
 
 [Service]
-ExecStopPost=-${scriptPath} unload
+# '+': runs as root even though the agent runs as its own user; '-': never fails the agent's stop.
+ExecStopPost=-+${scriptPath} unload
 `;
 }
 

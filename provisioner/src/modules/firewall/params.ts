@@ -39,7 +39,7 @@ export const firewallParams = z
     agentUser: z.string().min(1).default('epoch-agent'),
     agentGroup: z.string().min(1).default('epoch-agent'),
     agentUnit: z.string().regex(/^[A-Za-z0-9@._:-]+\.service$/, 'must be a systemd service name').default('epoch-agent.service'),
-    healthUrl: z.string().regex(/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):[0-9]{1,5}\/[^\s'"]*$/, 'must be a loopback http:// URL').default('http://127.0.0.1:9090/healthz'),
+    healthUrl: z.string().regex(/^http:\/\/(127\.0\.0\.1|\[::1\]|localhost):[0-9]{1,5}\/[^\s'"]*$/, 'must be a loopback http:// URL').default('http://127.0.0.1:9443/healthz'),
     sshPort: port.default(22),
     /** Addresses that must never be redirected; the address the controller connects from is added from facts. */
     controllerAddresses: z.array(cidr).default([]),

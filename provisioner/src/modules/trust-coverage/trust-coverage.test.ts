@@ -15,7 +15,8 @@ function facts(over: Partial<TrustCoverageFacts> = {}): TrustCoverageFacts {
     desiredPem: caPem,
     desiredSource: 'cert_pem',
     bundleFile: bundle,
-    node: { path: '/usr/bin/node', version: 'v18.19.0', bundledTrusts: false },
+    systemTrusts: true,
+    nodes: [{ path: '/usr/bin/node', version: 'v18.19.0', bundledTrusts: false, usesSystemStore: false }],
     certifi: { path: '/usr/lib/python3/dist-packages/certifi/cacert.pem', trusts: false },
     java: { keytool: '/usr/bin/keytool', cacerts: '/usr/lib/jvm/java-17/lib/security/cacerts', trusts: false, aliasPresent: false },
     envDropIn: null,
@@ -70,7 +71,26 @@ test('state absent removes both fixes, with undo that re-adds them', () => {
   assert.deepEqual(trustCoverageModule.plan(params({ state: 'absent' }), facts()), []);
 });
 
+test('a node built to read the system store (Debian) trusts the CA once the system bundle does', () => {
+  const debianNode = { path: '/usr/bin/node', version: 'v18.20.4', bundledTrusts: false, usesSystemStore: true };
+  assert.match(coverageReport(params(), facts({ nodes: [debianNode] }))[1] ?? '', /trusts the CA \(it reads the system store\)/);
+  assert.match(coverageReport(params(), facts({ nodes: [debianNode], systemTrusts: false }))[1] ?? '', /WOULD REJECT.*system store, which does not trust the CA yet/);
+});
+
 test('runtimes not installed are reported as not found', () => {
-  const lines = coverageReport(params(), facts({ node: null, certifi: null, java: null }));
+  const lines = coverageReport(params(), facts({ nodes: [], certifi: null, java: null }));
   assert.deepEqual(lines.slice(1), ['  node: not found', '  python certifi: not found', '  java keytool: not found']);
+});
+
+test('the node store probe observes bundled roots vs the OpenSSL store on this machine’s node', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { createCa } = await import('../../ca/create');
+  const { nodeProbe } = await import('./trust-coverage');
+  const probe = createCa({ commonName: 'probe', days: 1 });
+  const input = JSON.stringify({ ours: caPem, cert: probe.certPem, key: probe.key.revealPkcs8Pem() });
+  const run = (nodeOptions: string) =>
+    JSON.parse(spawnSync(process.execPath, ['-e', nodeProbe], { input, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: nodeOptions } }).stdout) as { bundled: boolean; system: boolean };
+  const usesOpenSslByDefault = process.config.variables && (process.config.variables as Record<string, unknown>).openssl_use_def_ca_store === true;
+  assert.deepEqual(run(''), { version: process.version, bundled: false, system: usesOpenSslByDefault });
+  assert.deepEqual(run('--use-openssl-ca'), { version: process.version, bundled: false, system: true });
 });

@@ -7,6 +7,7 @@
 //              (/etc/environment would need line edits and only affects PAM logins, not services).
 //   fix_java → `keytool -importcert` of the CA into the JDK's cacerts under our alias.
 import { z } from 'zod';
+import { createCa } from '../../ca/create';
 import { certFingerprint } from '../../ca/material';
 import type { Change, Step } from '../../core/change';
 import { bundleTrusts, hostCommandPath, probe, readHostFile } from '../ca/host-files';
@@ -25,25 +26,43 @@ export const trustCoverageParams = z
     state: z.enum(['present', 'absent']).default('present'),
     java_alias: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/).default('epoch-provision-ca'),
     java_storepass: z.string().min(6).default('changeit'),
+    /** Node binaries besides the one on PATH (applications that ship their own runtime). */
+    node_binaries: z.array(z.string().startsWith('/')).default([]),
   })
   .strict()
   .transform(loadCertFile);
 
 export type TrustCoverageParams = z.output<typeof trustCoverageParams>;
 
+export interface NodeRuntime {
+  path: string;
+  version: string;
+  /** The CA is among the roots compiled into this node. */
+  bundledTrusts: boolean;
+  /** Reads the OpenSSL default (system) store instead of its bundled roots: Debian's node, or --use-openssl-ca in
+   * NODE_OPTIONS. Observed by the probe, not guessed from build flags. */
+  usesSystemStore: boolean;
+}
+
 export interface TrustCoverageFacts {
   host: string;
   desiredPem: string | null;
   desiredSource: string;
   bundleFile: string;
-  node: { path: string; version: string; bundledTrusts: boolean } | null;
+  /** Does the system bundle itself trust the CA (what OpenSSL-store users see)? */
+  systemTrusts: boolean;
+  nodes: NodeRuntime[];
   certifi: { path: string; trusts: boolean } | null;
   java: { keytool: string; cacerts: string; trusts: boolean; aliasPresent: boolean } | null;
   envDropIn: string | null;
   systemdRunning: boolean;
 }
 
-const nodeProbe = `const tls=require('tls');let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const n=x=>x.replace(/\\s+/g,'');console.log(JSON.stringify({version:process.version,bundled:tls.rootCertificates.some(c=>n(c)===n(s))}))})`;
+// Whether a node binary reads the OpenSSL default store (Debian's node does, an official build does not) cannot be read
+// from process.config, so it is observed: a child node trusts a throwaway self-signed cert only through SSL_CERT_FILE,
+// which only the OpenSSL default store honours. Temp files live in a private mkdtemp folder and are removed.
+const nodeStoreChild = `const tls=require('tls');let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const {cert,key}=JSON.parse(s);const srv=tls.createServer({cert,key},c=>c.end());srv.listen(0,'127.0.0.1',()=>{const c=tls.connect({port:srv.address().port,host:'127.0.0.1',checkServerIdentity:()=>undefined},()=>{console.log('trusted');c.destroy();srv.close()});c.on('error',e=>{console.log('untrusted '+e.code);srv.close()})})})`;
+export const nodeProbe = `const fs=require('fs'),os=require('os'),path=require('path'),cp=require('child_process'),tls=require('tls');let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const i=JSON.parse(s);const n=x=>x.replace(/\\s+/g,'');const d=fs.mkdtempSync(path.join(os.tmpdir(),'epoch-node-probe-'));try{fs.writeFileSync(path.join(d,'ca.pem'),i.cert);fs.mkdirSync(path.join(d,'certs'));const r=cp.spawnSync(process.execPath,['-e',${JSON.stringify(nodeStoreChild)}],{input:JSON.stringify({cert:i.cert,key:i.key}),env:{...process.env,SSL_CERT_FILE:path.join(d,'ca.pem'),SSL_CERT_DIR:path.join(d,'certs')},encoding:'utf8',timeout:15000});console.log(JSON.stringify({version:process.version,bundled:i.ours!==''&&tls.rootCertificates.some(c=>n(c)===n(i.ours)),system:/^trusted/.test(r.stdout||'')}))}finally{fs.rmSync(d,{recursive:true,force:true})}})`;
 
 export function renderEnvDropIn(bundleFile: string): string {
   return `# Managed by epoch-provision (trust-coverage): runtimes with private CA stores also trust the system bundle.
@@ -70,7 +89,8 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
       desiredPem,
       desiredSource: params.cert_pem !== undefined ? (params.cert_file ?? 'cert_pem') : `${host.name}:${params.host_cert_file}`,
       bundleFile,
-      node: null,
+      systemTrusts: desiredPem ? await bundleTrusts(t, bundleFile, desiredPem) : false,
+      nodes: [],
       certifi: null,
       java: null,
       envDropIn: await readHostFile(t, envDropInPath),
@@ -78,13 +98,16 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
     };
     const pem = desiredPem ?? '';
 
-    const node = await hostCommandPath(t, 'node');
-    if (node) {
-      const r = await probe(t, [node, '-e', nodeProbe], pem);
-      if (r.exitCode === 0) {
-        const out = JSON.parse(r.stdout) as { version: string; bundled: boolean };
-        facts.node = { path: node, version: out.version, bundledTrusts: out.bundled };
-      }
+    const onPath = await hostCommandPath(t, 'node');
+    const nodes = [...(onPath ? [onPath] : []), ...params.node_binaries];
+    // A throwaway self-signed cert for the store probe; never installed anywhere.
+    const probeCa = nodes.length ? createCa({ commonName: 'epoch-provision node store probe', days: 1 }) : null;
+    const probeInput = probeCa ? JSON.stringify({ ours: pem, cert: probeCa.certPem, key: probeCa.key.revealPkcs8Pem() }) : '';
+    for (const node of nodes) {
+      const r = await probe(t, [node, '-e', nodeProbe], probeInput);
+      if (r.exitCode !== 0) throw new Error(`${host.name}: probing ${node} failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+      const out = JSON.parse(r.stdout) as { version: string; bundled: boolean; system: boolean };
+      facts.nodes.push({ path: node, version: out.version, bundledTrusts: out.bundled, usesSystemStore: out.system });
     }
     const python = await hostCommandPath(t, 'python3');
     if (python) {
@@ -171,10 +194,20 @@ export function coverageReport(_params: TrustCoverageParams, f: TrustCoverageFac
   const pyEnv = env.includes('REQUESTS_CA_BUNDLE=');
   const lines = [`${f.host}: trust coverage for CA sha256 ${fp} (system bundle ${f.bundleFile})`];
   const verdict = (ok: boolean) => (ok ? 'trusts the CA' : 'WOULD REJECT intercepted connections');
-  if (f.node) {
-    const ok = f.node.bundledTrusts || nodeEnv;
-    lines.push(`  node ${f.node.version} (${f.node.path}): ${verdict(ok)}${f.node.bundledTrusts ? '' : nodeEnv ? ' via NODE_EXTRA_CA_CERTS (systemd drop-in)' : '; bundled roots only: fix with fix_env (NODE_EXTRA_CA_CERTS)'}`);
-  } else lines.push('  node: not found');
+  for (const node of f.nodes) {
+    const how = node.bundledTrusts
+      ? ' (among its bundled roots)'
+      : node.usesSystemStore && f.systemTrusts
+        ? ' (it reads the system store)'
+        : nodeEnv
+          ? ' via NODE_EXTRA_CA_CERTS (systemd drop-in, services only)'
+          : node.usesSystemStore
+            ? '; it reads the system store, which does not trust the CA yet (trust-store module)'
+            : '; bundled roots only: fix with fix_env (NODE_EXTRA_CA_CERTS)';
+    const ok = node.bundledTrusts || (node.usesSystemStore && f.systemTrusts) || nodeEnv;
+    lines.push(`  node ${node.version} (${node.path}): ${verdict(ok)}${how}`);
+  }
+  if (f.nodes.length === 0) lines.push('  node: not found');
   if (f.certifi) {
     const ok = f.certifi.trusts || pyEnv;
     lines.push(`  python certifi (${f.certifi.path}): ${verdict(ok)}${f.certifi.trusts ? '' : pyEnv ? ' via REQUESTS_CA_BUNDLE (systemd drop-in)' : '; fix with fix_env (REQUESTS_CA_BUNDLE)'}`);

@@ -10,6 +10,9 @@ export interface TrustLayout {
   /** update-ca-certificates only picks up `.crt`; p11-kit anchors take `.pem`. */
   fileExt: '.crt' | '.pem';
   refreshArgv: string[];
+  /** After removing an anchor. Debian's update-ca-certificates leaves the removed cert's links in /etc/ssl/certs
+   * dangling unless --fresh, which deletes only links into the ca-certificates folders and dangling ones. */
+  removeRefreshArgv: string[];
   /** The PEM bundle OpenSSL-based clients read after a refresh (the one we checksum and verify against). */
   bundleFile: string;
 }
@@ -21,10 +24,10 @@ export interface OsRelease {
 }
 
 const layouts: Record<TrustFamily, Omit<TrustLayout, 'family'>> = {
-  debian: { anchorDir: '/usr/local/share/ca-certificates', fileExt: '.crt', refreshArgv: ['update-ca-certificates'], bundleFile: '/etc/ssl/certs/ca-certificates.crt' },
-  rhel: { anchorDir: '/etc/pki/ca-trust/source/anchors', fileExt: '.pem', refreshArgv: ['update-ca-trust', 'extract'], bundleFile: '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem' },
-  suse: { anchorDir: '/etc/pki/trust/anchors', fileExt: '.pem', refreshArgv: ['update-ca-certificates'], bundleFile: '/var/lib/ca-certificates/ca-bundle.pem' },
-  arch: { anchorDir: '/etc/ca-certificates/trust-source/anchors', fileExt: '.crt', refreshArgv: ['trust', 'extract-compat'], bundleFile: '/etc/ca-certificates/extracted/tls-ca-bundle.pem' },
+  debian: { anchorDir: '/usr/local/share/ca-certificates', fileExt: '.crt', refreshArgv: ['update-ca-certificates'], removeRefreshArgv: ['update-ca-certificates', '--fresh'], bundleFile: '/etc/ssl/certs/ca-certificates.crt' },
+  rhel: { anchorDir: '/etc/pki/ca-trust/source/anchors', fileExt: '.pem', refreshArgv: ['update-ca-trust', 'extract'], removeRefreshArgv: ['update-ca-trust', 'extract'], bundleFile: '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem' },
+  suse: { anchorDir: '/etc/pki/trust/anchors', fileExt: '.pem', refreshArgv: ['update-ca-certificates'], removeRefreshArgv: ['update-ca-certificates'], bundleFile: '/var/lib/ca-certificates/ca-bundle.pem' },
+  arch: { anchorDir: '/etc/ca-certificates/trust-source/anchors', fileExt: '.crt', refreshArgv: ['trust', 'extract-compat'], removeRefreshArgv: ['trust', 'extract-compat'], bundleFile: '/etc/ca-certificates/extracted/tls-ca-bundle.pem' },
 };
 
 const familyById: Record<string, TrustFamily> = {

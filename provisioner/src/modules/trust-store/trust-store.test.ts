@@ -41,6 +41,7 @@ test('unknown distro: a clear error naming ID, ID_LIKE and the supported familie
 test('layouts follow the per-family table', () => {
   assert.equal(anchorPath(trustLayout('debian'), 'x'), '/usr/local/share/ca-certificates/x.crt');
   assert.deepEqual(trustLayout('debian').refreshArgv, ['update-ca-certificates']);
+  assert.deepEqual(trustLayout('debian').removeRefreshArgv, ['update-ca-certificates', '--fresh']);
   assert.equal(anchorPath(trustLayout('rhel'), 'x'), '/etc/pki/ca-trust/source/anchors/x.pem');
   assert.deepEqual(trustLayout('rhel').refreshArgv, ['update-ca-trust', 'extract']);
   assert.equal(anchorPath(trustLayout('suse'), 'x'), '/etc/pki/trust/anchors/x.pem');
@@ -79,7 +80,7 @@ for (const family of ['debian', 'rhel', 'suse', 'arch'] as const) {
       { kind: 'put', path, content: caPem, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] },
       { kind: 'run', argv: layout.refreshArgv, timeoutMs: 120_000 },
     ]);
-    assert.deepEqual(change?.undo, [{ kind: 'run', argv: ['rm', '-f', '--', path] }, { kind: 'run', argv: layout.refreshArgv, timeoutMs: 120_000 }]);
+    assert.deepEqual(change?.undo, [{ kind: 'run', argv: ['rm', '-f', '--', path] }, { kind: 'run', argv: layout.removeRefreshArgv, timeoutMs: 120_000 }]);
   });
 
   test(`${family}: already converged (same anchor, bundle trusts it) → no change`, () => {
@@ -89,7 +90,7 @@ for (const family of ['debian', 'rhel', 'suse', 'arch'] as const) {
   test(`${family}: removes the anchor and refreshes; undo puts it back`, () => {
     const changes = trustStoreModule.plan(params({ state: 'absent' }), facts(family, { currentAnchor: caPem, bundleTrustsDesired: true }));
     assert.equal(changes.length, 1);
-    assert.deepEqual(changes[0]?.steps.map((s) => (s.kind === 'run' ? s.argv.join(' ') : `put ${s.path}`)), [`rm -f -- ${path}`, layout.refreshArgv.join(' ')]);
+    assert.deepEqual(changes[0]?.steps.map((s) => (s.kind === 'run' ? s.argv.join(' ') : `put ${s.path}`)), [`rm -f -- ${path}`, layout.removeRefreshArgv.join(' ')]);
     assert.equal(changes[0]?.undo?.[0]?.kind, 'put');
   });
 

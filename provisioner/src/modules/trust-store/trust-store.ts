@@ -86,7 +86,8 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
     const refresh: Step = { kind: 'run', argv: layout.refreshArgv, timeoutMs: 120_000 };
     const putAnchor = (content: string): Step => ({ kind: 'put', path, content, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] });
     const remove: Step = { kind: 'run', argv: ['rm', '-f', '--', path] };
-    const restore = facts.currentAnchor === null ? [remove, refresh] : [putAnchor(facts.currentAnchor), refresh];
+    const refreshAfterRemove: Step = { kind: 'run', argv: layout.removeRefreshArgv, timeoutMs: 120_000 };
+    const restore = facts.currentAnchor === null ? [remove, refreshAfterRemove] : [putAnchor(facts.currentAnchor), refresh];
     const needsRefreshTool = () => {
       if (!facts.refreshCommandPresent) {
         throw new Error(`${facts.host}: \`${layout.refreshArgv[0]}\` is not installed (${layout.family} family needs it to rebuild ${layout.bundleFile}); install the ca-certificates package`);
@@ -99,9 +100,9 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
       return [
         {
           id: `trust-anchor:${path}`,
-          summary: `remove CA anchor ${path}${describe(facts.currentAnchor)} and run ${layout.refreshArgv.join(' ')}`,
+          summary: `remove CA anchor ${path}${describe(facts.currentAnchor)} and run ${layout.removeRefreshArgv.join(' ')}`,
           diff: { subject: path, before: facts.currentAnchor, after: '' },
-          steps: [remove, refresh],
+          steps: [remove, refreshAfterRemove],
           undo: [putAnchor(facts.currentAnchor), refresh],
         },
       ];

@@ -24,11 +24,12 @@ SCRIPT=$ROOT/usr/local/lib/epoch-provision/epoch-firewall
 UNIT=epoch-firewall.service
 UNIT_FILE=$ROOT/etc/systemd/system/$UNIT
 WATCHDOG_PID=$ROOT/run/epoch-firewall-watchdog.pid
+LOCK_FILE=$ROOT/run/epoch-firewall.lock
 TABLE=epoch_provision
 
 # Defaults; firewall.conf (written by the provisioner) overrides them.
 BACKEND=none
-HEALTH_URL=http://127.0.0.1:9090/healthz
+HEALTH_URL=http://127.0.0.1:9443/healthz
 HEALTH_TIMEOUT=30
 AGENT_UNIT=epoch-agent.service
 NFT_FAMILIES=inet
@@ -64,7 +65,7 @@ wait_healthy() {
 
 # ---- iptables helpers -----------------------------------------------------------------------------------------------
 # $1 = save command, $2 = restore command. Removes our jumps and chains in one restore, touching nothing else.
-ipt_remove() {
+ipt_remove_once() {
   save=$($1 2>/dev/null) || return 0
   printf '%s\n' "$save" | grep -q '^\*nat' || return 0
   nat=$(printf '%s\n' "$save" | sed -n '/^\*nat/,/^COMMIT/p')
@@ -75,23 +76,41 @@ ipt_remove() {
 -X $ch"; fi
   done
   [ -n "$(printf '%s' "$lines" | tr -d '[:space:]')" ] || return 0
-  printf '*nat\n%s\nCOMMIT\n' "$lines" | $2 -w --noflush || die "$2 failed removing our chains"
+  printf '*nat\n%s\nCOMMIT\n' "$lines" | $2 -w --noflush
 }
 
-# $1 = save, $2 = restore, $3 = rules file. One atomic restore: drop existing jumps and chains we no longer want,
-# then the file (declaring a chain under --noflush flushes it; the file inserts exactly one jump per chain).
+# Someone else (the agent's ExecStopPost, the watcher) may remove the same chains at the same moment: re-read, retry.
+ipt_remove() {
+  for attempt in 1 2 3; do
+    ipt_remove_once "$1" "$2" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  ipt_remove_once "$1" "$2" || die "$2 failed removing our chains"
+}
+
+# $1 = save, $2 = restore, $3 = rules file. One atomic restore: declare (= flush) and fill our chains from the file,
+# keep exactly one jump per chain (an existing single jump is left alone, surplus ones deleted, a missing one
+# inserted by the file's `-I` line), and drop our chains the file no longer declares. Nothing else is touched.
 ipt_load() {
   [ -r "$3" ] || return 0
   save=$($1 2>/dev/null) || save=
   nat=$(printf '%s\n' "$save" | sed -n '/^\*nat/,/^COMMIT/p')
+  keep_jump=
   {
     echo '*nat'
     sed -n -E '/^:EPOCH_/p' "$3"
-    printf '%s\n' "$nat" | sed -n -E 's/^-A (OUTPUT|PREROUTING) -j (EPOCH_OUTPUT|EPOCH_PREROUTING)$/-D \1 -j \2/p'
-    for ch in EPOCH_OUTPUT EPOCH_PREROUTING; do
-      if printf '%s\n' "$nat" | grep -q "^:$ch " && ! grep -q "^:$ch " "$3"; then printf -- '-F %s\n-X %s\n' "$ch" "$ch"; fi
+    for pair in OUTPUT:EPOCH_OUTPUT PREROUTING:EPOCH_PREROUTING; do
+      builtin=${pair%%:*}; ch=${pair#*:}
+      n=$(printf '%s\n' "$nat" | grep -c -x -e "-A $builtin -j $ch")
+      wanted=0; grep -q "^:$ch " "$3" && wanted=1
+      while [ "$n" -gt "$wanted" ]; do echo "-D $builtin -j $ch"; n=$((n - 1)); done
+      [ "$wanted" = 1 ] && [ "$n" = 1 ] && keep_jump="$keep_jump -e /^-I[[:space:]]$builtin[[:space:]]1[[:space:]]-j[[:space:]]$ch\$/d"
+      if [ "$wanted" = 0 ] && printf '%s\n' "$nat" | grep -q "^:$ch "; then printf -- '-F %s\n-X %s\n' "$ch" "$ch"; fi
     done
-    sed -e '1,/^\*nat$/d' -e '/^:EPOCH_/d' "$3"
+    # keep_jump is a list of sed arguments without spaces; no globbing while it is split.
+    set -f
+    sed -e '1,/^\*nat$/d' -e '/^:EPOCH_/d' $keep_jump "$3"
+    set +f
   } | $2 -w --noflush || die "$2 -w --noflush failed loading $3"
 }
 
@@ -116,7 +135,7 @@ nft_remove_ours() {
   done
 }
 
-unload_all() {
+unload_unlocked() {
   nft_remove_ours
   have iptables-legacy-save && { ipt_remove iptables-legacy-save iptables-legacy-restore; ipt_remove ip6tables-legacy-save ip6tables-legacy-restore; }
   have iptables-nft-save && { ipt_remove iptables-nft-save iptables-nft-restore; ipt_remove ip6tables-nft-save ip6tables-nft-restore; }
@@ -124,7 +143,7 @@ unload_all() {
   return 0
 }
 
-load() {
+load_unlocked() {
   case "$BACKEND" in
     nft)
       [ -r "$CONF_DIR/rules.nft" ] || die "no $CONF_DIR/rules.nft"
@@ -138,10 +157,22 @@ load() {
       v=${BACKEND#iptables-}
       if [ -r "$CONF_DIR/rules.v4" ]; then ipt_load "iptables-$v-save" "iptables-$v-restore" "$CONF_DIR/rules.v4"; else ipt_remove "iptables-$v-save" "iptables-$v-restore"; fi
       if [ -r "$CONF_DIR/rules.v6" ]; then ipt_load "ip6tables-$v-save" "ip6tables-$v-restore" "$CONF_DIR/rules.v6"; else ipt_remove "ip6tables-$v-save" "ip6tables-$v-restore"; fi ;;
-    none) unload_all ;;
+    none) unload_unlocked ;;
     *) die "unknown BACKEND=$BACKEND in $CONF" ;;
   esac
 }
+
+# The watcher, `activate`, the agent's ExecStopPost and a revert can all act at once: one at a time, or two
+# iptables loads could both see "no jump yet" and insert two.
+locked() {
+  mkdir -p "$(dirname "$LOCK_FILE")"
+  (
+    if have flock; then flock -w 30 9 || die "could not take $LOCK_FILE within 30 s"; fi
+    "$@"
+  ) 9>"$LOCK_FILE"
+}
+load() { locked load_unlocked; }
+unload_all() { locked unload_unlocked; }
 
 # Cheap check that our rules are live (an ExecStopPost of the agent may have removed them behind the watcher's back).
 loaded() {
@@ -157,15 +188,17 @@ loaded() {
 
 # ---- the binding: rules only while the agent is healthy --------------------------------------------------------------
 watch() {
-  trap 'unload_all; exit 0' TERM INT HUP
-  state=down
+  trap '(unload_all); exit 0' TERM INT HUP
+  # unknown: the first unhealthy answer removes whatever is loaded; the first healthy one (re)loads atomically.
+  state=unknown
   while :; do
+    # Subshells: a failing load/unload (die) must not end the watcher.
     if healthy; then
-      if [ "$state" != up ] || ! loaded; then load && state=up && say "agent healthy: rules loaded"; fi
+      if [ "$state" != up ] || ! loaded; then (load) && state=up && say "agent healthy: rules loaded"; fi
     elif [ "$state" != down ]; then
       # One retry so a single slow answer does not flap the rules; a dead agent refuses at once.
       sleep 0.3
-      if ! healthy; then unload_all; state=down; say "agent not healthy: rules removed, traffic flows directly"; fi
+      if ! healthy; then (unload_all) && state=down && say "agent not healthy: rules removed, traffic flows directly"; fi
     fi
     sleep 0.5 & wait $!
   done
@@ -197,7 +230,13 @@ activate() {
 stop_watchdog() {
   if [ -r "$WATCHDOG_PID" ]; then
     pid=$(cat "$WATCHDOG_PID")
-    case "$pid" in ''|*[!0-9]*) ;; *) kill "$pid" 2>/dev/null ;; esac
+    case "$pid" in
+      ''|*[!0-9]*) ;;
+      *) if kill "$pid" 2>/dev/null; then
+           # Its TERM trap unloads; wait so that two removals never race.
+           n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+         fi ;;
+    esac
     rm -f "$WATCHDOG_PID"
   fi
 }

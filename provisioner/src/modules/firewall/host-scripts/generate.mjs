@@ -8,5 +8,7 @@ const dir = new URL('.', import.meta.url);
 const text = readFileSync(new URL('epoch-firewall.sh', dir), 'utf8');
 writeFileSync(
   new URL('epoch-firewall-sh.ts', dir),
-  `// GENERATED from epoch-firewall.sh by generate.mjs; do not edit.\nexport const epochFirewallScript = ${JSON.stringify(text)};\n`,
+  '// GENERATED from epoch-firewall.sh by generate.mjs; do not edit.\n' +
+    '// biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansions, not a JS template\n' +
+    `export const epochFirewallScript = ${JSON.stringify(text)};\n`,
 );

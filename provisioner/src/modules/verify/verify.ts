@@ -1,0 +1,144 @@
+// verify: proves, on the host and with real clients, that interception works end to end. It changes nothing:
+// gather probes, plan returns [] when every check passes and throws VerifyFailedError naming each failed check.
+//   1. as an ordinary non-root user, an HTTPS request to the probe URL succeeds with the system trust store;
+//   2. the certificate served verifies against the host's own CA and nothing else (proof of interception);
+//   3. the agent's metrics count the request;
+//   4. optional: the firewall and trust-store modules, given the same params as the install, plan nothing
+//      (the rules match the desired state, the SSH port is excluded, the CA is in the bundle).
+import { z } from 'zod';
+import type { Change } from '../../core/change';
+import { ProvisionError } from '../../core/errors';
+import type { HostContext, ProvisionModule } from '../module';
+import { getModule } from '../registry';
+
+export class VerifyFailedError extends ProvisionError {
+  constructor(readonly failures: string[]) {
+    super(`verify failed: ${failures.join('; ')}`, 'verify');
+  }
+}
+
+export const verifyParams = z
+  .object({
+    /** An HTTPS URL whose port-443 traffic the rules redirect into the agent. */
+    probe_url: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https:// URL'),
+    /** The host's signing CA (per-host mode: generated there). */
+    ca_cert: z.string().startsWith('/').default('/etc/epoch-agent/ca/ca.crt'),
+    /** The agent's health listener, which also serves /metrics. */
+    metrics_url: z.string().url().default('http://127.0.0.1:9443/metrics'),
+    /** An existing unprivileged account the probe runs as. */
+    probe_user: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default('nobody'),
+    timeout_seconds: z.number().int().min(1).max(120).default(15),
+    /** The firewall module's params from the install; when given, the live rules must match them. */
+    firewall: z.record(z.string(), z.unknown()).optional(),
+    /** The trust-store module's params from the install; when given, the CA must be in the bundle. */
+    trust_store: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+export type VerifyParams = z.infer<typeof verifyParams>;
+
+export interface ProbeFacts {
+  /** HTTP status with the system trust store, or null when the request failed. */
+  systemStatus: number | null;
+  systemError: string;
+  /** `openssl s_client` verify result against the host CA alone: 0 means the agent's forged leaf was served. */
+  hostCaVerifyCode: number | null;
+  servedIssuer: string;
+  metricsBefore: number | null;
+  metricsAfter: number | null;
+}
+
+export interface VerifyFacts {
+  probe: ProbeFacts;
+  /** Summaries of what the firewall / trust-store modules would still change (empty: converged). */
+  firewallDrift: string[] | null;
+  trustStoreDrift: string[] | null;
+}
+
+// One round trip. Args: user host port url cacert metrics_url timeout.
+const probeScript = `user=$1 host=$2 port=$3 url=$4 cacert=$5 metrics=$6 timeout=$7
+count() {
+  curl -s --max-time 5 "$metrics" 2>/dev/null | awk -v want="server_address=\\"$host\\"" '
+    index($0, "http_client_request_duration_seconds_count{") == 1 && index($0, want) { sum += $NF }
+    END { if (NR == 0) print "none"; else print sum + 0 }'
+}
+before=$(count)
+echo "metrics_before=$before"
+out=$(runuser -u "$user" -- curl -sS -o /dev/null -w '%{http_code}' --max-time "$timeout" "$url" 2>&1)
+echo "system_rc=$? system_out=$(printf %s "$out" | tr '\\n' ' ')"
+sc=$(runuser -u "$user" -- timeout "$timeout" openssl s_client -connect "$host:$port" -servername "$host" \\
+  -CAfile "$cacert" -no-CApath -no-CAstore -verify_return_error </dev/null 2>&1)
+echo "hostca_verify=$(printf %s "$sc" | sed -n 's/^ *Verify return code: \\([0-9]*\\).*/\\1/p' | head -n1)"
+echo "issuer=$(printf %s "$sc" | sed -n 's/^ *i:\\(.*\\)/\\1/p' | head -n1)"
+i=0
+while [ $i -lt 20 ]; do
+  after=$(count)
+  if [ "$after" != none ] && [ "$after" != "$before" ]; then break; fi
+  i=$((i + 1)); sleep 0.25
+done
+echo "metrics_after=$after"
+`;
+
+export function probeArgv(p: VerifyParams): string[] {
+  const url = new URL(p.probe_url);
+  const port = url.port || '443';
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return ['sh', '-c', probeScript, 'epoch-verify', p.probe_user, host, port, p.probe_url, p.ca_cert, p.metrics_url, String(p.timeout_seconds)];
+}
+
+export function parseProbe(stdout: string): ProbeFacts {
+  const field = (key: string) => stdout.match(new RegExp(`^${key}=(.*)$`, 'm'))?.[1]?.trim() ?? '';
+  const num = (s: string) => (/^\d+$/.test(s) ? Number(s) : null);
+  const systemLine = field('system_rc');
+  const rc = num(systemLine.split(' ')[0] ?? '');
+  const out = systemLine.replace(/^\S+ system_out=/, '');
+  return {
+    systemStatus: rc === 0 ? num(out) : null,
+    systemError: rc === 0 ? '' : `curl exited ${rc ?? '?'}: ${out}`,
+    hostCaVerifyCode: num(field('hostca_verify')),
+    servedIssuer: field('issuer'),
+    metricsBefore: num(field('metrics_before').replace('none', '')),
+    metricsAfter: num(field('metrics_after').replace('none', '')),
+  };
+}
+
+/** The failed checks, in words a person can act on; [] when the host is verified. */
+export function verifyFailures(p: VerifyParams, f: VerifyFacts): string[] {
+  const failures: string[] = [];
+  const { probe } = f;
+  if (probe.systemStatus === null) failures.push(`HTTPS request to ${p.probe_url} as ${p.probe_user} failed (${probe.systemError})`);
+  else if (probe.systemStatus >= 500 || probe.systemStatus === 0) failures.push(`HTTPS request to ${p.probe_url} returned status ${probe.systemStatus}, expected < 500`);
+  if (probe.hostCaVerifyCode !== 0) {
+    failures.push(`the certificate served for ${p.probe_url} is not issued by the host CA ${p.ca_cert} (issuer ${probe.servedIssuer || 'unknown'}, openssl verify code ${probe.hostCaVerifyCode ?? 'none'}): traffic is not intercepted`);
+  }
+  if (probe.metricsAfter === null) failures.push(`agent metrics at ${p.metrics_url} are unavailable`);
+  else if ((probe.metricsBefore ?? 0) >= probe.metricsAfter) failures.push(`agent metrics did not count the probe request (count stayed at ${probe.metricsAfter})`);
+  if (f.firewallDrift?.length) failures.push(`firewall rules differ from the desired state: ${f.firewallDrift.join(', ')}`);
+  if (f.trustStoreDrift?.length) failures.push(`trust store differs from the desired state: ${f.trustStoreDrift.join(', ')}`);
+  return failures;
+}
+
+async function driftOf(host: HostContext, moduleName: string, raw: Record<string, unknown> | undefined): Promise<string[] | null> {
+  if (!raw) return null;
+  const module = getModule(moduleName);
+  if (!module) throw new Error(`verify: module ${moduleName} is not registered`);
+  const params = module.params.parse(raw);
+  const changes: Change[] = module.plan(params, await module.gather(host, params));
+  return changes.map((c) => c.summary);
+}
+
+export const verifyModule: ProvisionModule<VerifyParams, VerifyFacts> = {
+  name: 'verify',
+  params: verifyParams,
+  async gather(host, params) {
+    // Drift first: the probe itself must not be what makes the rules look different.
+    const firewallDrift = await driftOf(host, 'firewall', params.firewall);
+    const trustStoreDrift = await driftOf(host, 'trust_store', params.trust_store);
+    const r = await host.transport.exec(probeArgv(params), { timeoutMs: (params.timeout_seconds * 2 + 15) * 1000 });
+    return { probe: parseProbe(r.stdout), firewallDrift, trustStoreDrift };
+  },
+  plan(params, facts) {
+    const failures = verifyFailures(params, facts);
+    if (failures.length > 0) throw new VerifyFailedError(failures);
+    return [];
+  },
+};

@@ -1,0 +1,278 @@
+// Real-part tests of the firewall module in throwaway network namespaces (never the machine's own netfilter):
+// for each backend (nft, iptables-nft, iptables-legacy) the rendered rules are applied by the real on-host script,
+// a connection to 198.18.202.2:443 is really REDIRECTed to a stand-in agent while the agent's uid reaches the real
+// target, re-applying changes nothing, killing the agent makes 443 flow directly (the no-systemd watchdog), and
+// removal leaves the ruleset byte-identical. Commit-confirmed is tested with the setsid sleeper (no systemd here).
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { type FirewallFacts, gatherScript, managedPaths, parseGatherOutput } from '../../provisioner/src/modules/firewall/facts';
+import { scriptPath, stagedScriptPath } from '../../provisioner/src/modules/firewall/host-files';
+import { epochFirewallScript } from '../../provisioner/src/modules/firewall/host-scripts/epoch-firewall-sh';
+import { type FirewallParams, firewallParams } from '../../provisioner/src/modules/firewall/params';
+import { desiredFiles, planFirewall } from '../../provisioner/src/modules/firewall/plan';
+import { buildDesired } from '../../provisioner/src/modules/firewall/model';
+
+type Backend = 'nft' | 'iptables-nft' | 'iptables-legacy';
+const tools = new URL('./tcp-tools.mjs', import.meta.url).pathname;
+const AGENT = { user: 'daemon', uid: 1, gid: 1 };
+const CLIENT = { uid: 65534, gid: 65534 };
+const HOST_ADDR = '198.18.202.1';
+const TARGET_ADDR = '198.18.202.2';
+const HEALTH_PORT = 19090;
+
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const skip =
+  process.getuid?.() !== 0 ? 'needs root (network namespaces)'
+  : !['ip', 'nft', 'iptables-nft-restore', 'iptables-legacy-restore', 'setpriv', 'setsid', 'curl'].every(has) ? 'needs ip, nft, iptables-nft/legacy, setpriv, setsid, curl'
+  : spawnSync('getent', ['passwd', AGENT.user]).status !== 0 ? `needs user ${AGENT.user} as the stand-in agent user`
+  : undefined;
+
+let seq = 0;
+
+interface Ns {
+  host: string;
+  root: string;
+  exec(argv: readonly string[], opts?: { uid?: { uid: number; gid: number }; stdin?: string; env?: Record<string, string> }): { code: number | null; out: string; err: string };
+  ok(argv: readonly string[], opts?: { stdin?: string }): string;
+  script(...args: string[]): string;
+  startAgent(): void;
+  stopAgent(): void;
+  connect(as: { uid: number; gid: number }): string;
+}
+
+/** Host namespace 198.18.202.1 and target namespace 198.18.202.2 (port 443 answers "target"), joined by a veth. */
+async function withHostNs(fn: (ns: Ns) => Promise<void>): Promise<void> {
+  seq += 1;
+  const host = `epfw-h${process.pid}-${seq}`;
+  const target = `epfw-t${process.pid}-${seq}`;
+  const root = mkdtempSync(join(tmpdir(), 'epfw-root-'));
+  const children: ChildProcess[] = [];
+  let agent: ChildProcess | null = null;
+  const sh = (argv: string[]) => execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  const spawnIn = (ns: string, argv: string[]) => {
+    const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: 'ignore' });
+    children.push(child);
+    return child;
+  };
+  const waitPort = (ns: string, port: number) => {
+    for (let i = 0; i < 50; i++) {
+      if (spawnSync('ip', ['netns', 'exec', ns, 'sh', '-c', `ss -Htln "sport = :${port}" | grep -q .`]).status === 0) return;
+      spawnSync('sleep', ['0.1']);
+    }
+    throw new Error(`nothing listens on port ${port} in ${ns} after 5 s`);
+  };
+  try {
+    sh(['ip', 'netns', 'add', host]);
+    sh(['ip', 'netns', 'add', target]);
+    sh(['ip', '-n', host, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', target]);
+    for (const [ns, addr] of [[host, HOST_ADDR], [target, TARGET_ADDR]] as const) {
+      sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+      sh(['ip', '-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
+      sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+    }
+    spawnIn(target, [process.execPath, tools, 'serve', 'target', '443']);
+    waitPort(target, 443);
+    const exec: Ns['exec'] = (argv, opts = {}) => {
+      const prefix = opts.uid ? ['setpriv', `--reuid=${opts.uid.uid}`, `--regid=${opts.uid.gid}`, '--clear-groups'] : [];
+      const r = spawnSync('ip', ['netns', 'exec', host, ...prefix, ...argv], {
+        encoding: 'utf8', input: opts.stdin, timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', ...opts.env },
+      });
+      return { code: r.status, out: r.stdout ?? '', err: r.stderr ?? '' };
+    };
+    const ok: Ns['ok'] = (argv, opts = {}) => {
+      const r = exec(argv, opts);
+      if (r.code !== 0) throw new Error(`\`${argv.join(' ')}\` in ${host} exited ${r.code}: ${r.err || r.out}`);
+      return r.out;
+    };
+    const ns: Ns = {
+      host,
+      root,
+      exec,
+      ok,
+      script: (...args) => {
+        const r = exec([join(root, stagedScriptPath), ...args], { env: { EPOCH_FW_ROOT: root } });
+        if (r.code !== 0) throw new Error(`epoch-firewall ${args.join(' ')} exited ${r.code}: ${r.err || r.out}`);
+        return r.out;
+      },
+      startAgent: () => {
+        agent = spawnIn(host, ['setpriv', `--reuid=${AGENT.uid}`, `--regid=${AGENT.gid}`, '--clear-groups', process.execPath, tools, 'serve', 'agent', '8443', String(HEALTH_PORT)]);
+        waitPort(host, 8443);
+        waitPort(host, HEALTH_PORT);
+      },
+      stopAgent: () => {
+        if (agent?.pid) process.kill(agent.pid, 'SIGKILL');
+        agent = null;
+      },
+      connect: (as) => exec([process.execPath, tools, 'connect', TARGET_ADDR, '443'], { uid: as }).out.trim(),
+    };
+    await fn(ns);
+  } finally {
+    // The watchdog (if any) by its pid file, then our own children, all by PID.
+    const pidFile = join(root, 'run/epoch-firewall-watchdog.pid');
+    if (existsSync(pidFile)) {
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      if (pid > 1) try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+    for (const c of children) if (c.pid && c.exitCode === null) try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ }
+    for (const ns of [host, target]) spawnSync('ip', ['netns', 'del', ns]);
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** iptables-save minus what varies by itself: the date comments and legacy's packet counters on chain policies. */
+const noComments = (s: string) =>
+  s.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/^(:\S+ \S+) \[\d+:\d+\]$/, '$1 [0:0]')).join('\n');
+
+/** The whole ruleset as the backend's own tools print it (exact, except iptables-save's date comments). */
+function snapshot(ns: Ns, backend: Backend): string {
+  // iptables-nft puts a counter on every rule; counters move with traffic, so they are compared as `counter`.
+  const nft = ns.ok(['nft', 'list', 'ruleset']).replace(/counter packets \d+ bytes \d+/g, 'counter');
+  if (backend === 'nft') return nft;
+  const v = backend === 'iptables-nft' ? 'nft' : 'legacy';
+  return [nft, noComments(ns.ok([`iptables-${v}-save`])), noComments(ns.ok([`ip6tables-${v}-save`]))].join('\n==\n');
+}
+
+/** Other software's rules, which must survive untouched. */
+function seedForeign(ns: Ns, backend: Backend): void {
+  if (backend === 'nft') {
+    ns.ok(['nft', '-f', '-'], { stdin: 'table inet other_fw {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 22 counter accept\n\t}\n}\n' });
+    return;
+  }
+  const v = backend === 'iptables-nft' ? 'nft' : 'legacy';
+  // What Docker leaves in nat, plus a filter rule (ufw-like).
+  ns.ok([`iptables-${v}-restore`, '-w', '--noflush'], {
+    stdin: '*nat\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n-A DOCKER -i docker0 -j RETURN\nCOMMIT\n*filter\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n',
+  });
+  ns.ok([`ip6tables-${v}-restore`, '-w', '--noflush'], { stdin: '*nat\n:DOCKER - [0:0]\n-A OUTPUT -j DOCKER\nCOMMIT\n' });
+}
+
+/** The real gather script, run in the namespace; file facts come from the relocated root. */
+function gather(ns: Ns, p: FirewallParams): FirewallFacts {
+  const out = ns.ok(['sh', '-s'], { stdin: gatherScript(p) });
+  const facts = parseGatherOutput(p, out, '');
+  for (const path of managedPaths(p)) {
+    const file = join(ns.root, path);
+    facts.files[path] = existsSync(file) ? readFileSync(file, 'utf8') : null;
+  }
+  const pidFile = join(ns.root, 'run/epoch-firewall-watchdog.pid');
+  facts.bindingActive = existsSync(pidFile) && spawnSync('kill', ['-0', readFileSync(pidFile, 'utf8').trim()]).status === 0;
+  return facts;
+}
+
+/** What the plan's steps do, with every path under the relocated root: arm, write files, activate. */
+function applyPlan(ns: Ns, p: FirewallParams, facts: FirewallFacts, revertSeconds?: number): string {
+  const changes = planFirewall(p, facts);
+  assert.ok(changes.length > 0);
+  const arm = changes[0]!;
+  assert.equal(arm.id, 'firewall:arm-revert');
+  const armStep = arm.steps[0]!;
+  assert.equal(armStep.kind, 'run');
+  const [gen, secs] = armStep.kind === 'run' ? armStep.argv.slice(-2) : [];
+  const staged = join(ns.root, stagedScriptPath);
+  mkdirSync(dirname(staged), { recursive: true });
+  writeFileSync(staged, epochFirewallScript, { mode: 0o755 });
+  const armed = ns.script('arm', gen!, revertSeconds !== undefined ? String(revertSeconds) : secs!);
+  const files = desiredFiles(p, facts, p.backend as Backend, buildDesired(p, {
+    agentUid: AGENT.uid, agentGid: AGENT.gid, excludeUids: [], controllerAddress: facts.controllerAddress,
+  }));
+  for (const [path, content] of Object.entries(files)) {
+    const file = join(ns.root, path);
+    if (content === null) rmSync(file, { force: true });
+    else {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, content, { mode: path === scriptPath ? 0o755 : 0o644 });
+    }
+  }
+  ns.script('activate');
+  return armed.match(/armed (\S+)/)?.[1] ?? '';
+}
+
+const paramsFor = (backend: Backend, extra: object = {}) =>
+  firewallParams.parse({ backend, agentUser: AGENT.user, agentGroup: AGENT.user, healthUrl: `http://127.0.0.1:${HEALTH_PORT}/healthz`, revertSeconds: 10, ...extra });
+
+async function until(what: string, limitMs: number, check: () => boolean): Promise<number> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return Date.now() - start;
+}
+
+for (const backend of ['nft', 'iptables-nft', 'iptables-legacy'] as const) {
+  test(`${backend}: install redirects, agent uid bypasses, re-apply is a no-op, dead agent fails open, removal is exact`, { skip, timeout: 120_000 }, async () => {
+    await withHostNs(async (ns) => {
+      seedForeign(ns, backend);
+      const before = snapshot(ns, backend);
+      assert.equal(ns.connect(CLIENT), 'target', 'before install, 443 reaches the real target');
+      ns.startAgent();
+      const p = paramsFor(backend);
+
+      const fresh = gather(ns, p);
+      assert.deepEqual(fresh.agent, { active: true, healthy: true });
+      assert.deepEqual(planFirewall(p, fresh).map((c) => c.id), ['firewall:arm-revert', 'firewall:files', 'firewall:activate']);
+      applyPlan(ns, p, fresh);
+      ns.script('confirm');
+
+      // Redirected for a normal uid; the agent's own uid reaches the real server (no loop).
+      assert.equal(ns.connect(CLIENT), 'agent');
+      assert.equal(ns.connect(AGENT), 'target');
+
+      // Converged: the semantic comparison of the live state finds nothing to do.
+      const installed = snapshot(ns, backend);
+      assert.deepEqual(planFirewall(p, gather(ns, p)), []);
+      ns.script('load');
+      assert.equal(snapshot(ns, backend), installed, 're-loading leaves the ruleset identical (no duplicate rules)');
+
+      // Kill the agent: the watchdog removes the rules and 443 flows directly.
+      ns.stopAgent();
+      const down = await until('443 flows directly after the agent died', 2000, () => ns.connect(CLIENT) === 'target');
+      assert.ok(down <= 2000, `direct after ${down} ms`);
+      ns.startAgent();
+      await until('redirected again after the agent came back', 5000, () => ns.connect(CLIENT) === 'agent');
+
+      // Removal: exactly the ruleset we started with.
+      ns.script('purge');
+      assert.equal(snapshot(ns, backend), before);
+      assert.equal(ns.connect(CLIENT), 'target');
+    });
+  });
+}
+
+test('iptables-nft on a host without a nat table: removal deletes the table iptables-nft created', { skip, timeout: 60_000 }, async () => {
+  await withHostNs(async (ns) => {
+    const before = snapshot(ns, 'iptables-nft');
+    ns.startAgent();
+    const p = paramsFor('iptables-nft');
+    applyPlan(ns, p, gather(ns, p));
+    assert.match(ns.ok(['nft', 'list', 'ruleset']), /table ip nat/);
+    assert.equal(ns.connect(CLIENT), 'agent');
+    ns.script('purge');
+    assert.equal(snapshot(ns, 'iptables-nft'), before);
+  });
+});
+
+test('commit-confirmed (setsid sleeper): unconfirmed changes revert on their own, confirmed ones stay', { skip, timeout: 90_000 }, async () => {
+  await withHostNs(async (ns) => {
+    const before = snapshot(ns, 'nft');
+    ns.startAgent();
+    const p = paramsFor('nft');
+    // First install, confirmed.
+    applyPlan(ns, p, gather(ns, p));
+    assert.match(ns.script('confirm'), /confirmed 1 armed/);
+    const confirmed = snapshot(ns, 'nft');
+    // A second change (one more port), armed for 2 s and never confirmed: the controller "lost the host".
+    const p2 = paramsFor('nft', { ports: [443, 4443] });
+    applyPlan(ns, p2, gather(ns, p2), 2);
+    assert.match(snapshot(ns, 'nft'), /tcp dport \{ 443, 4443 \}/);
+    await until('auto-revert restored the confirmed state', 6000, () => snapshot(ns, 'nft') === confirmed);
+    assert.deepEqual(planFirewall(p, gather(ns, p)), [], 'the reverted host is converged on the previous params');
+    // Uninstall through the same mechanism: unconfirmed removal comes back, confirmed removal stays.
+    ns.script('purge');
+    assert.equal(snapshot(ns, 'nft'), before);
+  });
+});
