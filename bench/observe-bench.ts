@@ -47,14 +47,15 @@ async function runUpstream(dir: string): Promise<void> {
 
 async function runRelay(dir: string, upstreamPort: number): Promise<void> {
   const secureContext = tls.createSecureContext(tlsOptions(dir));
-  let observe = false;
+  let observe: boolean | 'noop' = false;
+  const noop = { onClientData() {}, onServerData() {}, onClose() {} };
   const aggregator = new Aggregator({ maxRoutesPerServer: 100 });
   const sink = new AggregatingSink(aggregator, new AgentCounters());
   const server = net.createServer((raw) => {
     const client = new tls.TLSSocket(raw, { isServer: true, secureContext });
     const up = tls.connect({ host: '127.0.0.1', port: upstreamPort, rejectUnauthorized: false });
     if (observe) {
-      const obs = sink.openConnection({ serverAddress: 'bench.test', serverPort: 443, alpn: 'http/1.1', tlsProtocol: 'TLSv1.3', handshakeMs: 1 });
+      const obs = observe === 'noop' ? noop : sink.openConnection({ serverAddress: 'bench.test', serverPort: 443, alpn: 'http/1.1', tlsProtocol: 'TLSv1.3', handshakeMs: 1 });
       if (obs) {
         client.on('data', (c: Buffer) => obs.onClientData(c, performance.now()));
         up.on('data', (c: Buffer) => obs.onServerData(c, performance.now()));
@@ -74,7 +75,7 @@ async function runRelay(dir: string, upstreamPort: number): Promise<void> {
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  process.on('message', (m: { observe?: boolean; cpu?: boolean; exchanges?: boolean; exit?: boolean }) => {
+  process.on('message', (m: { observe?: boolean | 'noop'; cpu?: boolean; exchanges?: boolean; exit?: boolean }) => {
     if (m.exit) {
       process.exit(0); // lets --cpu-prof write its profile
     } else if (m.observe !== undefined) {
@@ -225,13 +226,15 @@ async function main(): Promise<void> {
     ];
     const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1]! : '';
     if (only) workloads.splice(0, workloads.length, ...workloads.filter((w) => w.path === `/${only}`));
+    // `--noop` adds a third mode: the relay calls an observer that does nothing (the cost of the hook itself).
+    const modes = process.argv.includes('--noop') ? ['off', 'noop', 'on'] : ['off', 'on'];
     await workload(port, '/small', 500, 4); // warm-up
     const results: { workload: string; mode: string; cpuMs: number[]; throughput: number[]; unit: string }[] = [];
     for (const w of workloads) {
-      for (const mode of ['off', 'on']) results.push({ workload: w.name, mode, cpuMs: [], throughput: [], unit: w.path === '/small' ? 'req/s' : 'MB/s' });
+      for (const mode of modes) results.push({ workload: w.name, mode, cpuMs: [], throughput: [], unit: w.path === '/small' ? 'req/s' : 'MB/s' });
       for (let rep = 0; rep < reps; rep++) {
-        for (const mode of rep % 2 === 0 ? ['off', 'on'] : ['on', 'off']) {
-          await ask(relay, { observe: mode === 'on' });
+        for (const mode of rep % 2 === 0 ? modes : [...modes].reverse()) {
+          await ask(relay, { observe: mode === 'on' ? true : mode === 'noop' ? 'noop' : false });
           const cpu0 = (await ask<{ cpuMs: number }>(relay, { cpu: true })).cpuMs;
           const t0 = performance.now();
           const bytes = await workload(port, w.path, w.requests, w.connections);
@@ -246,14 +249,14 @@ async function main(): Promise<void> {
     const { exchanges } = await ask<{ exchanges: number }>(relay, { exchanges: true });
     const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
     console.log(`node ${process.version}, ${reps} alternating repetitions, medians; relay CPU = user+system of the relay process`);
-    console.log('| workload | observation | relay CPU-s | throughput | CPU overhead |');
-    console.log('|---|---|---:|---:|---:|');
+    console.log('| workload | observation | relay CPU-s | throughput | CPU vs off | throughput vs off |');
+    console.log('|---|---|---:|---:|---:|---:|');
     for (const w of workloads) {
       const off = results.find((x) => x.workload === w.name && x.mode === 'off')!;
-      const on = results.find((x) => x.workload === w.name && x.mode === 'on')!;
-      const overhead = ((median(on.cpuMs) / median(off.cpuMs) - 1) * 100).toFixed(1);
-      for (const r of [off, on]) {
-        console.log(`| ${w.name} | ${r.mode} | ${(median(r.cpuMs) / 1000).toFixed(2)} | ${median(r.throughput).toFixed(0)} ${r.unit} | ${r === on ? `${overhead}%` : ''} |`);
+      for (const r of results.filter((x) => x.workload === w.name)) {
+        const cpu = r === off ? '' : `${((median(r.cpuMs) / median(off.cpuMs) - 1) * 100).toFixed(1)}%`;
+        const tput = r === off ? '' : `${((median(r.throughput) / median(off.throughput) - 1) * 100).toFixed(1)}%`;
+        console.log(`| ${w.name} | ${r.mode} | ${(median(r.cpuMs) / 1000).toFixed(2)} | ${median(r.throughput).toFixed(0)} ${r.unit} | ${cpu} | ${tput} |`);
       }
     }
     console.log(`exchanges observed with observation on: ${exchanges}`);

@@ -5,9 +5,12 @@ import assert from 'node:assert/strict';
 import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AGENT_UID, Namespaces, type Pki, fdCount, healthJson, makePki, removePki, repo, skipReason, sleep, veth } from './support';
+import { AGENT_UID, Namespaces, PYTHON, type Pki, fdCount, healthJson, makePki, removePki, repo, skipReason, sleep, veth } from './support';
 
 const skip = skipReason();
+// EPAG_AGENT_CMD runs another build of the agent, e.g. the bundle on Debian 12's Node 18:
+//   EPAG_AGENT_CMD="/path/to/node18 dist/agent/epoch-agent.cjs" node --import tsx --test test/agent/intercept.test.ts
+const agentCommand = process.env.EPAG_AGENT_CMD?.split(' ').filter(Boolean) ?? [process.execPath, '--import', 'tsx', join(repo, 'agent/src/main.ts')];
 const id = process.pid % 100000;
 const PX = `epag-px-${id}`;
 const UP = `epag-up-${id}`;
@@ -79,7 +82,7 @@ describe('epoch-agent intercepts REDIRECTed TLS in a network namespace', { skip 
     configPath = join(pki.dir, 'agent.json');
     writeFileSync(configPath, JSON.stringify(config, null, 2));
 
-    const agent = await ns.spawn(PX, [process.execPath, '--import', 'tsx', join(repo, 'agent/src/main.ts'), 'run', '--config', configPath, '--user', String(AGENT_UID)], /dropped privileges/);
+    const agent = await ns.spawn(PX, [...agentCommand, 'run', '--config', configPath, '--user', String(AGENT_UID)], /dropped privileges/);
     agentPid = agent.proc.pid!;
     agentOutput = agent.output;
 
@@ -140,7 +143,7 @@ table ip6 epag {
   });
 
   it('python3 ssl and node (NODE_EXTRA_CA_CERTS) clients, and a WebSocket echo through the proxy', () => {
-    const py = ns.exec(PX, ['python3', join(repo, 'test/agent/clients/tls-probe.py'), 'get', pki.agentCaCert, GOOD, 'good.epag.test', '/status/204']);
+    const py = ns.exec(PX, [PYTHON, join(repo, 'test/agent/clients/tls-probe.py'), 'get', pki.agentCaCert, GOOD, 'good.epag.test', '/status/204']);
     assert.equal(py.stdout.trim(), 'HTTP/1.1 204 No Content', py.stderr);
     const env = { NODE_EXTRA_CA_CERTS: pki.agentCaCert };
     const node = ns.exec(PX, [process.execPath, '-e', `require('https').get({host:'${GOOD}',servername:'good.epag.test',headers:{host:'good.epag.test'},path:'/status/201'},r=>{console.log(r.statusCode,r.socket.getPeerCertificate().issuer.CN);r.resume()}).on('error',e=>{console.log(e.message);process.exitCode=1})`], { env });
@@ -192,7 +195,7 @@ table ip6 epag {
   });
 
   it('a pinning client rejects our cert once, then is passed through (learned, persisted, in health)', async () => {
-    const probe = (sni: string) => ns.exec(PX, ['python3', join(repo, 'test/agent/clients/tls-probe.py'), 'get', pki.labRoot, GOOD, sni, '/status/200']);
+    const probe = (sni: string) => ns.exec(PX, [PYTHON, join(repo, 'test/agent/clients/tls-probe.py'), 'get', pki.labRoot, GOOD, sni, '/status/200']);
     const first = probe('pin.epag.test');
     assert.match(first.stdout, /ssl-error: .*CERTIFICATE_VERIFY_FAILED/);
     await sleep(400);
@@ -221,12 +224,12 @@ table ip6 epag {
   });
 
   it('non-TLS traffic on port 443 passes through untouched', () => {
-    const r = ns.exec(PX, ['python3', join(repo, 'test/agent/clients/tls-probe.py'), 'raw', ECHO, Buffer.from('PING epag\r\n').toString('hex')]);
+    const r = ns.exec(PX, [PYTHON, join(repo, 'test/agent/clients/tls-probe.py'), 'raw', ECHO, Buffer.from('PING epag\r\n').toString('hex')]);
     assert.equal(r.stdout.trim(), "b'PING epag\\r\\n'", r.stderr);
   });
 
   it('bad input: garbage, oversized records, truncated hellos, vanishing clients, silent and missing upstreams', async () => {
-    const probe = (...args: string[]) => ns.exec(PX, ['python3', join(repo, 'test/agent/clients/tls-probe.py'), ...args], { timeoutMs: 15_000 });
+    const probe = (...args: string[]) => ns.exec(PX, [PYTHON, join(repo, 'test/agent/clients/tls-probe.py'), ...args], { timeoutMs: 15_000 });
     await sleep(300);
     const fdsBefore = fdCount(agentPid);
     const e0 = errors();

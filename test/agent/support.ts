@@ -1,11 +1,13 @@
 // Real-part test support for the agent: our own network namespaces (prefix `epag-`, addresses 198.18.200.0/24 and
 // loopback only), test PKI made with openssl, and background processes that are always killed by PID.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const repo = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '../..');
+/** The distro's python3 (a pyenv shim on PATH costs ~1 s per start). */
+export const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 /** An existing unprivileged uid: the agent drops to it, and the owner-match exclusion names it. */
 export const AGENT_UID = 65534;
 
@@ -59,6 +61,18 @@ export class Namespaces {
 
   execOk(ns: string, argv: string[], opts: { input?: string; timeoutMs?: number } = {}): string {
     return shOk(['ip', 'netns', 'exec', ns, ...argv], opts);
+  }
+
+  /** Starts a silent long-running process in `ns` and resolves once something listens on `port` there. */
+  async spawnListening(ns: string, argv: string[], port: number): Promise<ChildProcess> {
+    const proc = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'ignore', 'ignore'] });
+    this.procs.push(proc);
+    for (let i = 0; i < 100; i++) {
+      if (this.exec(ns, ['ss', '-Hltn', `sport = :${port}`]).stdout.trim()) return proc;
+      if (proc.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${argv.join(' ')} is not listening on port ${port}`);
   }
 
   /** Starts a long-running process in `ns`; resolves once `ready` matches its stdout or stderr. */

@@ -156,6 +156,10 @@ describe('agent deployment on systemd lab hosts', { skip, timeout: 15 * 60_000 }
     const result = await loop.finish();
     upgradeCounts = result;
     t.diagnostic(`upgrade 0.1.0 -> 0.1.1-test under load: ${result.ok} requests ok, ${result.failed.length} failed`);
+    if (result.failed.length > 0) {
+      const j = await lab.exec('deb1', ['journalctl', '-u', 'epoch-agent.service', '-u', 'epoch-firewall.service', '-o', 'short-unix', '--no-pager', '-n', '80']);
+      t.diagnostic(`failures: ${result.failed.join(' / ')}\njournal:\n${j.stdout}`);
+    }
     assert.deepEqual(result.failed, [], `failed client requests during the upgrade: ${result.failed.length}`);
     assert.ok(result.ok > before.ok + 5, `requests kept flowing during the upgrade (${before.ok} before, ${result.ok} in all)`);
     for (let i = 0; i < 50 && !(await lab.exec('deb1', ['cat', '/root/slow.out'])).stdout; i++) await sleep(200);

@@ -30,6 +30,9 @@ function leftovers(lab: Lab, nspawnPids: number[]): string[] {
     if (existsSync(`/run/systemd/nspawn/propagate/${h.machine}`)) found.push(`propagate ${h.machine}`);
   }
   for (const f of [lab.inventoryPath, lab.sshConfigPath, lab.keyFile]) if (existsSync(f)) found.push(`file ${f}`);
+  for (const root of ['/sys/fs/cgroup/unified', '/sys/fs/cgroup/systemd', '/sys/fs/cgroup']) {
+    if (existsSync(`${root}/epoch-lab/${lab.name}`)) found.push(`cgroup ${root}/epoch-lab/${lab.name}`);
+  }
   return found;
 }
 

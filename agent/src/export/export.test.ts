@@ -176,3 +176,30 @@ test('pipeline: a 400 from the collector drops the batch (not retried forever); 
   await off.start();
   await off.stop();
 });
+
+test('pipeline: batches spooled while the collector is down survive an agent restart and are sent by the next run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'epoch-pipeline-'));
+  const sent: number[] = [];
+  try {
+    const down = new ObservationPipeline(config(dir, 'http://127.0.0.1:9/unused'), new AgentCounters(), {
+      initialBackoffMs: 60_000,
+      send: async () => ({ status: 0, error: 'connection refused' }),
+    });
+    await down.start();
+    for (let i = 0; i < 3; i++) await down.collect();
+    await down.stop(); // adds a last snapshot; in backoff, so it does not try to send
+    assert.equal(down.spool!.length, 4);
+    const up = new ObservationPipeline(config(dir, 'http://127.0.0.1:9/unused'), new AgentCounters(), {
+      send: async (_url, body) => {
+        sent.push(decodeWriteRequest(body).length);
+        return { status: 200 };
+      },
+    });
+    await up.start();
+    assert.ok(await up.drained(5000));
+    assert.equal(sent.length, 4);
+    await up.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -270,9 +270,11 @@ class ProxyConnection {
           this.untrustedForge = true;
         }
         try {
+          const t0 = performance.now();
           const hit = forgeFrom.lookup(certDer, hello.sni, ip);
           this.shared.counters.inc(hit.cacheHit ? 'forge_cache_hits' : 'forge_cache_misses');
           this.log.forgeCacheHit = hit.cacheHit;
+          if (!hit.cacheHit) this.log.forgeMs = Math.round((performance.now() - t0) * 1000) / 1000;
           context = hit.context;
         } catch (e) {
           this.fail('forge_failed', `forging failed: ${(e as Error).message}`);

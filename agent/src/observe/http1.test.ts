@@ -304,3 +304,27 @@ test('the observer never modifies the bytes it is given', () => {
   run(c, s);
   assert.ok(c.equals(client) && s.equals(server));
 });
+
+test('fuzz: mutated and random streams never throw, report at most one fatal error, and stop observing after it', () => {
+  const fatal = new Set<ObserveErrorKind>(['malformed_request', 'malformed_response', 'header_too_large', 'unexpected_response', 'too_many_pending']);
+  for (let seed = 1; seed <= 400; seed++) {
+    const rand = rng(seed * 104729);
+    const { client, server } = generate(seed);
+    const c = Buffer.from(client);
+    const s = Buffer.from(server);
+    const flips = 1 + Math.floor(rand() * 4);
+    for (let i = 0; i < flips; i++) {
+      const target = rand() < 0.5 ? c : s;
+      target[Math.floor(rand() * target.length)] = Math.floor(rand() * 256);
+    }
+    if (seed % 10 === 0) rand() < 0.5 ? c.fill(0xff, 0, Math.min(40, c.length)) : s.fill(0x00, 0, Math.min(40, s.length));
+    const sink = new Collect();
+    const obs = new Http1Observer(sink);
+    assert.doesNotThrow(() => {
+      feedRandomly(obs, c, 'client', rand);
+      feedRandomly(obs, s, 'server', rand);
+      obs.onClose(1);
+    });
+    assert.ok(sink.errors.filter((e) => fatal.has(e)).length <= 1, `seed ${seed}: ${sink.errors}`);
+  }
+});

@@ -201,3 +201,33 @@ test('padded DATA and HEADERS with priority are framed correctly', () => {
   assert.deepEqual(sink.errors, []);
   assert.deepEqual(sink.summary, ['POST /p 200 req=4 resp=0']);
 });
+
+test('fuzz: mutated real h2 streams never throw and report at most one fatal error', async () => {
+  const { client, server } = await captureRealTraffic(async (s) => {
+    for (let i = 0; i < 5; i++) await request(s, i % 2 ? 'POST' : 'GET', `/fuzz/${i}`, i % 2 ? 'body' : undefined);
+  });
+  const c0 = Buffer.concat(client);
+  const s0 = Buffer.concat(server);
+  const fatal = new Set<ObserveErrorKind>(['h2_protocol', 'hpack', 'header_too_large', 'too_many_pending']);
+  let state = 12345;
+  const rand = () => {
+    state = (state * 1103515245 + 12345) & 0x7fffffff;
+    return state / 0x7fffffff;
+  };
+  for (let round = 0; round < 300; round++) {
+    const c = Buffer.from(c0);
+    const s = Buffer.from(s0);
+    for (let i = 0; i < 1 + Math.floor(rand() * 3); i++) {
+      const t = rand() < 0.5 ? c : s;
+      t[24 + Math.floor(rand() * (t.length - 24))] = Math.floor(rand() * 256);
+    }
+    const sink = new Collect();
+    const obs = new Http2Observer(sink);
+    assert.doesNotThrow(() => {
+      for (let p = 0; p < c.length; p += 50) obs.onClientData(c.subarray(p, p + 50), 0);
+      for (let p = 0; p < s.length; p += 70) obs.onServerData(s.subarray(p, p + 70), 1);
+      obs.onClose();
+    });
+    assert.ok(sink.errors.filter((e) => fatal.has(e)).length <= 1, `round ${round}: ${sink.errors}`);
+  }
+});

@@ -64,6 +64,7 @@ class FrameReader {
   private flags = 0;
   private streamId = 0;
   private remaining = 0;
+  private frameLength = 0;
   private payload: Buffer[] = [];
   private payloadLen = 0;
   private dataPad = 0;
@@ -90,17 +91,27 @@ class FrameReader {
           break;
         }
         case Phase.FrameHeader: {
-          const n = Math.min(9 - this.headerFill, len - p);
-          chunk.copy(this.header, this.headerFill, p, p + n);
-          this.headerFill += n;
-          p += n;
-          if (this.headerFill < 9) break;
-          this.headerFill = 0;
-          const h = this.header;
-          const length = (h[0]! << 16) | (h[1]! << 8) | h[2]!;
-          this.type = h[3]!;
-          this.flags = h[4]!;
-          this.streamId = h.readUInt32BE(5) & 0x7fffffff;
+          let h: Buffer;
+          let at: number;
+          if (this.headerFill === 0 && len - p >= 9) {
+            h = chunk; // the common case: the whole header is in this chunk, read it in place
+            at = p;
+            p += 9;
+          } else {
+            const n = Math.min(9 - this.headerFill, len - p);
+            chunk.copy(this.header, this.headerFill, p, p + n);
+            this.headerFill += n;
+            p += n;
+            if (this.headerFill < 9) break;
+            this.headerFill = 0;
+            h = this.header;
+            at = 0;
+          }
+          const length = (h[at]! << 16) | (h[at + 1]! << 8) | h[at + 2]!;
+          this.frameLength = length;
+          this.type = h[at + 3]!;
+          this.flags = h[at + 4]!;
+          this.streamId = ((h[at + 5]! & 0x7f) << 24) | (h[at + 6]! << 16) | (h[at + 7]! << 8) | h[at + 8]!;
           this.remaining = length;
           this.payload = [];
           this.payloadLen = 0;
@@ -150,8 +161,8 @@ class FrameReader {
     const type = this.type;
     this.phase = Phase.FrameHeader;
     if (type === FRAME_DATA) {
-      // The header's length minus the pad-length byte and the padding (all already skipped).
-      const length = (this.header[0]! << 16) | (this.header[1]! << 8) | this.header[2]!;
+      // The frame's length minus the pad-length byte and the padding (all already skipped).
+      const length = this.frameLength;
       const body = this.flags & FLAG_PADDED ? length - 1 - this.dataPad : length;
       this.onData(this.streamId, body, (this.flags & FLAG_END_STREAM) !== 0, now);
       return;

@@ -137,7 +137,7 @@ export function connectionSpecFor(host: InventoryHost, options: ConnectionOption
     kind,
     address: str(['ansible_host', 'ansible_ssh_host']) ?? host.name,
     port,
-    user: str(['ansible_user', 'ansible_ssh_user', 'ansible_remote_user']) ?? options.defaultUser ?? userInfo().username,
+    user: str(['ansible_user', 'ansible_ssh_user', 'ansible_remote_user']) ?? options.defaultUser ?? localUser(),
     proxyJump: [],
     become: false,
     becomeUser: str(['ansible_become_user', 'ansible_sudo_user']) ?? 'root',
@@ -174,6 +174,17 @@ export function connectionSpecFor(host: InventoryHost, options: ConnectionOption
   }
   problems.throwIfAny();
   return spec;
+}
+
+/** ssh's own default: the local user name. */
+function localUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    const fromEnv = process.env.USER ?? process.env.LOGNAME;
+    if (fromEnv) return fromEnv;
+    throw new Error('no ansible_user is set and the local user name is unknown (set ansible_user)');
+  }
 }
 
 /** Connection specs for many hosts; every problem of every host in one ConfigError. */

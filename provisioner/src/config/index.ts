@@ -26,11 +26,13 @@
 //     their mapping). Loading checks the shape, module names, template and `when` syntax, and validates params
 //     that hold no template. With `inventory` it also preflights: for every host each play selects (after
 //     limit/tags) it evaluates `when` and resolves + validates params, so all errors surface before any SSH.
+//   loadRun(inventorySpec, playbookPath, opts): {inventory, plays}   both loaded; the problems of both in one error
+//   runtimeVariables: epoch_facts/epoch_run_id/epoch_generation — undefined ones are left to run time by preflight
 //   hostRunVars(inv, hostName, play, extraVars): {vars, varLocations}   a host's variables for a play
 //     (magic vars < inventory vars < play vars < extra vars)
 //   resolveTaskParams(task, vars, varLocations?): params   per host, at run time: resolves {{ }} and returns
 //     the module schema's parsed output (e.g. command's `cmd` string → `argv`)
-//   evaluateWhen(task.when, vars, task.location): boolean
+//   evaluateWhen(task.when, vars, task.whenLocation ?? task.location): boolean
 //   filterTasksByTags(tasks, {tags, skipTags}): Task[]  Ansible semantics incl. always/never/tagged/untagged
 //
 // Modules: modules/registry.ts (registerModule/getModule/listModules). Importing this file registers `command`.
@@ -38,7 +40,7 @@ export { connectionSpecFor, connectionSpecsFor, magicVars, parseSshArgs, type Co
 export { loadInventory, readVaultPasswordFile, resolveInventorySpec, type LoadInventoryOptions } from './inventory';
 export { formatInventoryList, inventoryList } from './inventory-list';
 export { matchPattern, selectHosts, type PatternMatch } from './patterns';
-export { hostRunVars, loadPlaybook, resolveTaskParams, type LoadPlaybookOptions } from './playbook';
+export { hostRunVars, loadPlaybook, loadRun, resolveTaskParams, runtimeVariables, type LoadPlaybookOptions, type LoadRunOptions } from './playbook';
 export { filterTasksByTags, shouldRunTags, splitTagList, type TagFilter } from './tags';
 export { Resolver } from './templating';
 export type { ConnectionSpec, Inventory, InventoryGroup, InventoryHost, Play, Task } from './types';

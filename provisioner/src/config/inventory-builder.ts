@@ -35,6 +35,9 @@ export class InventoryBuilder {
   readonly hosts = new Map<string, RawHost>();
   readonly groupVarsFiles = new Map<string, VarsLayer>();
   readonly hostVarsFiles = new Map<string, VarsLayer>();
+  /** group_vars/ and host_vars/ beside the playbook (Ansible reads both; the playbook's rank higher). */
+  readonly playGroupVarsFiles = new Map<string, VarsLayer>();
+  readonly playHostVarsFiles = new Map<string, VarsLayer>();
   readonly warnings: string[] = [];
 
   constructor(readonly problems: Problems) {
@@ -166,12 +169,16 @@ export class InventoryBuilder {
         }
       };
       // Ansible's default VARIABLE_PRECEDENCE: inventory-file group vars (all, then groups by depth, priority,
-      // name), then group_vars/all, then group_vars/<group> in the same order, then host vars, then host_vars/.
+      // name), then group_vars/all (inventory's, then playbook's), then group_vars/<group> in the same order
+      // (inventory's, then playbook's), then host vars, then host_vars/ (inventory's, then playbook's).
       for (const g of sorted) layer(this.groups.get(g.name));
       layer(this.groupVarsFiles.get('all'));
+      layer(this.playGroupVarsFiles.get('all'));
       for (const g of sorted) if (g.name !== 'all') layer(this.groupVarsFiles.get(g.name));
+      for (const g of sorted) if (g.name !== 'all') layer(this.playGroupVarsFiles.get(g.name));
       layer(raw);
       layer(this.hostVarsFiles.get(raw.name));
+      layer(this.playHostVarsFiles.get(raw.name));
       hosts.set(raw.name, { name: raw.name, groups: hostGroups, vars, varLocations });
     }
 

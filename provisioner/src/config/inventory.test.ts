@@ -230,6 +230,17 @@ test('--inventory NAME resolves to inventories/NAME/, else to a path; a folder l
   }
 });
 
+test('Windows line endings and a BOM load like any other file', async () => {
+  const dir = tree({ hosts: '\uFEFF[web]\r\nw1 port=1\r\n[db]\r\nd1\r\n' });
+  try {
+    const inv = await loadInventory(join(dir, 'hosts'));
+    assert.deepEqual([...inv.hosts.keys()], ['w1', 'd1']);
+    assert.equal(inv.hosts.get('w1')!.vars.port, 1);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
 test('a file without extension is YAML when it parses as a YAML inventory, INI otherwise', async () => {
   const dir = tree({ a: 'all:\n  hosts:\n    y1:\n', b: 'i1\ni2 k=v\n' });
   try {

@@ -20,6 +20,11 @@ export interface LoadInventoryOptions {
    * when there is no password, instead of reporting each one. For `inventory --list`, never for a run.
    */
   keepEncrypted?: boolean;
+  /**
+   * The playbook's folder: its group_vars/ and host_vars/ are read too, ranking above the inventory's (as in
+   * Ansible). Ignored when it is the inventory's own folder.
+   */
+  playbookDir?: string;
 }
 
 const ignoredExtensions = new Set(['.pyc', '.pyo', '.swp', '.bak', '.rpm', '.md', '.txt', '.rst', '.orig', '.cfg', '.retry']);
@@ -67,6 +72,10 @@ export async function loadInventory(spec: string, options: LoadInventoryOptions 
   const base = isDir ? source : dirname(source);
   loadVarsDir(join(base, 'group_vars'), [...b.groups.keys()], b.groupVarsFiles, b, options);
   loadVarsDir(join(base, 'host_vars'), [...b.hosts.keys()], b.hostVarsFiles, b, options);
+  if (options.playbookDir !== undefined && resolve(options.playbookDir) !== resolve(base)) {
+    loadVarsDir(join(options.playbookDir, 'group_vars'), [...b.groups.keys()], b.playGroupVarsFiles, b, options);
+    loadVarsDir(join(options.playbookDir, 'host_vars'), [...b.hosts.keys()], b.playHostVarsFiles, b, options);
+  }
 
   // Vault values are decrypted (or reported) before merging, so every host sees the clear value.
   const reveal = (vars: Record<string, unknown>, where: string): void => {
@@ -76,6 +85,8 @@ export async function loadInventory(spec: string, options: LoadInventoryOptions 
   for (const h of b.hosts.values()) reveal(h.vars, `host ${h.name}`);
   for (const [name, layer] of b.groupVarsFiles) reveal(layer.vars, `group_vars/${name}`);
   for (const [name, layer] of b.hostVarsFiles) reveal(layer.vars, `host_vars/${name}`);
+  for (const [name, layer] of b.playGroupVarsFiles) reveal(layer.vars, `group_vars/${name} (playbook)`);
+  for (const [name, layer] of b.playHostVarsFiles) reveal(layer.vars, `host_vars/${name} (playbook)`);
 
   const inventory = b.finish(source);
   problems.throwIfAny();
@@ -93,7 +104,7 @@ function loadInventoryDir(dir: string, b: InventoryBuilder, options: LoadInvento
 }
 
 function readMaybeVaulted(path: string, b: InventoryBuilder, options: LoadInventoryOptions): { text: string; suffix: string } | undefined {
-  const text = readFileSync(path, 'utf8');
+  const text = readFileSync(path, 'utf8').replace(/^\uFEFF/, ''); // editors on Windows add a BOM
   if (!isVaultText(text)) return { text, suffix: '' };
   if (options.vaultPassword === undefined) {
     b.problems.add(`${displayPath(path)}:1:1`, 'the whole file is vault-encrypted; pass --vault-password-file to read it');

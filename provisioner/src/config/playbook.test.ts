@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { ConfigError } from '../core/errors';
 import { loadInventory } from './inventory';
-import { hostRunVars, loadPlaybook, resolveTaskParams } from './playbook';
+import { hostRunVars, loadPlaybook, loadRun, resolveTaskParams } from './playbook';
 import { filterTasksByTags } from './tags';
 import { encryptVault } from './vault';
 import { evaluateWhen } from './when';
@@ -215,6 +215,22 @@ test('preflight with the inventory: undefined variables and bad resolved params,
   assert.equal(limited.length, 2);
 });
 
+test('preflight leaves run-time variables (facts, run id) to run time', async () => {
+  const text = `
+- hosts: web
+  tasks:
+    - command: {argv: [echo, "{{ epoch_facts.os.family }}", "{{ epoch_run_id }}"]}
+      when: epoch_facts.os.family == 'debian'
+    - command: {argv: [echo, "{{ epoch_facts.os.family }}"]}
+`;
+  const plays = await loadPlaybook(playbook(text), { inventory: inv });
+  assert.equal(plays[0]!.tasks.length, 2);
+  assert.deepEqual(await problemsOf(loadPlaybook(playbook(text), { inventory: inv, runtimeVars: [] })), [
+    'site9.yml:5:13: when: "epoch_facts.os.family == \'debian\'": epoch_facts.os.family is undefined (hosts web01.prod.example.com, web02.prod.example.com, web03.prod.example.com and 2 more)',
+    'site9.yml:6:30: undefined variable epoch_facts.os.family in {{ epoch_facts.os.family }} (hosts web01.prod.example.com, web02.prod.example.com, web03.prod.example.com and 2 more)',
+  ]);
+});
+
 test('play vars with !vault need the password; with it they decrypt', async () => {
   const envelope = encryptVault('hunter2', 'pw').split('\n').join('\n        ');
   const text = `
@@ -227,7 +243,7 @@ test('play vars with !vault need the password; with it they decrypt', async () =
 `;
   const path = playbook(text);
   assert.deepEqual(await problemsOf(loadPlaybook(path)), [
-    'site8.yml:4:19: variable token is vault-encrypted; pass --vault-password-file to decrypt it',
+    'site10.yml:4:19: variable token is vault-encrypted; pass --vault-password-file to decrypt it',
   ]);
   const [play] = await loadPlaybook(path, { vaultPassword: 'pw', inventory: inv });
   assert.equal(play!.vars.token, 'hunter2');
@@ -241,12 +257,48 @@ test('hosts: may be templated with play vars and extra vars', async () => {
   assert.equal((await loadPlaybook(path))[0]!.hosts, 'web');
   assert.equal((await loadPlaybook(path, { extraVars: { target: 'db:!db-a*' } }))[0]!.hosts, 'db:!db-a*');
   assert.deepEqual(await problemsOf(loadPlaybook(playbook('- hosts: "{{ nope }}"\n  tasks: []\n'))), [
-    'site10.yml:1:10: undefined variable nope in {{ nope }}',
+    'site12.yml:1:10: undefined variable nope in {{ nope }}',
   ]);
 });
 
 test('not a list of plays', async () => {
   assert.deepEqual(await problemsOf(loadPlaybook(playbook('hosts: all\n'))), [
-    'site11.yml:1:1: a playbook must be a list of plays, got {"hosts":"all"}',
+    'site13.yml:1:1: a playbook must be a list of plays, got {"hosts":"all"}',
   ]);
+});
+
+test('loadRun reports inventory and playbook problems together', async () => {
+  const badInventory = join(dir, 'bad-inv.ini');
+  writeFileSync(badInventory, '[web]\nw1 novalue\n');
+  const problems = await problemsOf(loadRun(badInventory, playbook('- hosts: web\n  tasks:\n    - nosuchmodule: {}\n')));
+  assert.deepEqual(problems, [
+    'bad-inv.ini:2:1: expected key=value host variable assignment, got "novalue"',
+    'site14.yml:3:7: unknown module "nosuchmodule" (registered modules: command)',
+  ]);
+  const ok = await loadRun(join(repo, 'test/fixtures/inventories/multi-env-ini'), playbook('- hosts: web\n  tasks: []\n'));
+  assert.equal(ok.plays.length, 1);
+  assert.equal(ok.inventory.hosts.size, 18);
+});
+
+test('loadRun reads group_vars/ and host_vars/ beside the playbook above the inventory’s', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'epoch-layout-'));
+  try {
+    const files: Record<string, string> = {
+      'inventories/prod/hosts': '[web]\nw1\nw2\n',
+      'inventories/prod/group_vars/web.yml': 'port: 1\nfrom_inventory: true\n',
+      'group_vars/web.yml': 'port: 2\n',
+      'host_vars/w2.yml': 'port: 3\n',
+      'site.yml': '- hosts: web\n  tasks: []\n',
+    };
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      writeFileSync(join(root, path), text);
+    }
+    const { inventory } = await loadRun('prod', join(root, 'site.yml'), { cwd: root });
+    assert.equal(inventory.hosts.get('w1')!.vars.port, 2);
+    assert.equal(inventory.hosts.get('w1')!.vars.from_inventory, true);
+    assert.equal(inventory.hosts.get('w2')!.vars.port, 3);
+  } finally {
+    rmSync(root, { recursive: true });
+  }
 });

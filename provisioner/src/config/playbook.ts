@@ -4,15 +4,16 @@
 // syntax). With an inventory it also preflights every selected host: it evaluates `when`, resolves the params
 // and validates them, so every config error is reported before any connection.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { type ZodType, z } from 'zod';
 import { ConfigError } from '../core/errors';
 import { getModule, listModules, type RegisteredModule } from '../modules/registry';
 import { magicVars } from './connection';
+import { loadInventory } from './inventory';
 import { selectHosts } from './patterns';
 import { Problems, show } from './problems';
 import { filterTasksByTags, type TagFilter } from './tags';
-import { checkTemplates, hasTemplate, type RefStep, Resolver, TemplateSyntaxError } from './templating';
+import { checkTemplates, hasTemplate, type RefStep, Resolver, TemplateSyntaxError, type UndefinedVariableProblem } from './templating';
 import type { Inventory, Play, Task } from './types';
 import { decryptVault, VaultValue } from './vault';
 import { evaluateWhen, parseCondition } from './when';
@@ -34,7 +35,15 @@ export interface LoadPlaybookOptions {
   vaultPassword?: string;
   /** Receives warnings, e.g. a play whose hosts pattern matches nothing. */
   onWarning?: (message: string) => void;
+  /**
+   * Variables that only exist at run time (facts, run id). Preflight cannot check expressions that need them, so
+   * an undefined one of these is left to run time instead of being reported. Default: runtimeVariables.
+   */
+  runtimeVars?: readonly string[];
 }
+
+/** What the runner adds to a host's variables after connecting (see runner/run-play.ts). */
+export const runtimeVariables: readonly string[] = ['epoch_facts', 'epoch_run_id', 'epoch_generation'];
 
 const playKeys = ['name', 'hosts', 'serial', 'max_fail_percentage', 'vars', 'tags', 'tasks'];
 const taskKeys = ['name', 'when', 'tags'];
@@ -124,7 +133,7 @@ export async function loadPlaybook(path: string, options: LoadPlaybookOptions = 
   const problems = new Problems();
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readFileSync(path, 'utf8').replace(/^\uFEFF/, '');
   } catch (e) {
     throw new ConfigError([{ location: displayPath(path), message: `cannot read playbook: ${(e as Error).message}` }]);
   }
@@ -310,7 +319,10 @@ function parseTask(src: YamlSource, path: PathKey[], raw: unknown, playTags: str
     location: at([]),
     paramLocations,
   };
-  if (when !== undefined) task.when = when;
+  if (when !== undefined) {
+    task.when = when;
+    task.whenLocation = at(['when']);
+  }
   return task;
 }
 
@@ -362,10 +374,13 @@ export function resolveTaskParams(
 /** Evaluates `when` and resolves params for every selected host; groups identical errors across hosts. */
 function preflight(plays: Play[], inv: Inventory, options: LoadPlaybookOptions, problems: Problems): void {
   const grouped = new Map<string, { location: string; message: string; hosts: string[] }>();
+  const deferred = new Set(options.runtimeVars ?? runtimeVariables);
   const note = (e: unknown, host: string): void => {
     const scratch = new Problems();
     scratch.absorb(e);
     for (const p of scratch.list) {
+      const root = (p as Partial<UndefinedVariableProblem>).undefinedRoot;
+      if (root !== undefined && deferred.has(root)) continue;
       const key = `${p.location}\0${p.message}`;
       const entry = grouped.get(key) ?? { location: p.location, message: p.message, hosts: [] };
       entry.hosts.push(host);
@@ -387,7 +402,7 @@ function preflight(plays: Play[], inv: Inventory, options: LoadPlaybookOptions, 
       const resolver = new Resolver(vars, varLocations);
       for (const task of tasks) {
         try {
-          if (!evaluateWhen(task.when, resolver, task.location)) continue;
+          if (!evaluateWhen(task.when, resolver, task.whenLocation ?? task.location)) continue;
           resolveTaskParams(task, resolver);
         } catch (e) {
           note(e, host);
@@ -399,4 +414,40 @@ function preflight(plays: Play[], inv: Inventory, options: LoadPlaybookOptions, 
     const shown = hosts.length > 3 ? `${hosts.slice(0, 3).join(', ')} and ${hosts.length - 3} more` : hosts.join(', ');
     problems.add(location, `${message} (host${hosts.length > 1 ? 's' : ''} ${shown})`);
   }
+}
+
+export interface LoadRunOptions extends Omit<LoadPlaybookOptions, 'inventory'> {
+  /** Where `inventories/NAME/` is looked up (default: the working directory). */
+  cwd?: string;
+}
+
+/**
+ * Loads the inventory and the playbook together and reports the problems of both in one ConfigError (a broken
+ * inventory still gets its playbook checked statically), then preflights the plays against the inventory.
+ * The playbook folder's group_vars/ and host_vars/ are read as Ansible does.
+ */
+export async function loadRun(
+  inventorySpec: string,
+  playbookPath: string,
+  options: LoadRunOptions = {},
+): Promise<{ inventory: Inventory; plays: Play[] }> {
+  const problems = new Problems();
+  let inventory: Inventory | undefined;
+  try {
+    inventory = await loadInventory(inventorySpec, {
+      playbookDir: dirname(resolve(playbookPath)),
+      ...(options.cwd !== undefined && { cwd: options.cwd }),
+      ...(options.vaultPassword !== undefined && { vaultPassword: options.vaultPassword }),
+    });
+  } catch (e) {
+    problems.absorb(e);
+  }
+  let plays: Play[] = [];
+  try {
+    plays = await loadPlaybook(playbookPath, { ...options, ...(inventory && { inventory }) });
+  } catch (e) {
+    problems.absorb(e);
+  }
+  problems.throwIfAny();
+  return { inventory: inventory!, plays };
 }

@@ -54,6 +54,14 @@ test('default(): literal, variable, and the falsy form', () => {
   assert.equal(resolve('{{ user.nope | default(false) }}'), false);
 });
 
+test('Jinja whitespace control and omit', () => {
+  assert.equal(resolve('a {{- port }} b'), 'a443 b');
+  assert.equal(resolve('a {{ port -}}   b'), 'a 443b');
+  assert.equal(resolve('{{- port -}}'), 443);
+  assert.deepEqual(r().resolveValue({ keep: '{{ port }}', drop: '{{ nope | default(omit) }}' }, () => ''), { keep: 443 });
+  assert.match(problemOf(() => resolve('x{{ nope | default(omit) }}')), /omit must be a whole value/);
+});
+
 test('undefined variables and loops are ConfigErrors at the given location', () => {
   assert.equal(problemOf(() => resolve('{{ nope }}')), 'play.yml:3:5: undefined variable nope in {{ nope }}');
   assert.equal(problemOf(() => resolve('{{ user.nope }}')), 'play.yml:3:5: undefined variable user.nope in {{ user.nope }}');

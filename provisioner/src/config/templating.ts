@@ -2,7 +2,7 @@
 // and `{{ var | default('x') }}` (also `default(other_var)` and `default('x', true)`). Anything else — other
 // filters, expressions, `{% %}` blocks, lookups — is a ConfigError naming the expression, never literal text.
 // A value that is exactly one `{{ ref }}` keeps its type (a list stays a list, 22 stays a number).
-import { ConfigError } from '../core/errors';
+import { ConfigError, type ConfigProblem } from '../core/errors';
 import { Problems, show } from './problems';
 import { VaultValue } from './vault';
 
@@ -37,16 +37,28 @@ export function parseTemplate(text: string): Segment[] {
   }
   const segments: Segment[] = [];
   let pos = 0;
+  let trimNext = false;
   while (pos < text.length) {
     const open = text.indexOf('{{', pos);
-    if (open < 0) {
-      segments.push({ kind: 'text', text: text.slice(pos) });
-      break;
+    let literal = text.slice(pos, open < 0 ? undefined : open);
+    if (trimNext) literal = literal.trimStart();
+    let inner = '';
+    let close = -1;
+    if (open >= 0) {
+      close = findClose(text, open + 2);
+      if (close < 0) throw new TemplateSyntaxError(`unterminated {{ in ${show(text)}`);
+      inner = text.slice(open + 2, close);
+      // Jinja whitespace control: {{- strips the whitespace before, -}} the whitespace after
+      if (inner.startsWith('-')) {
+        literal = literal.trimEnd();
+        inner = inner.slice(1);
+      }
+      trimNext = inner.endsWith('-');
+      if (trimNext) inner = inner.slice(0, -1);
     }
-    if (open > pos) segments.push({ kind: 'text', text: text.slice(pos, open) });
-    const close = findClose(text, open + 2);
-    if (close < 0) throw new TemplateSyntaxError(`unterminated {{ in ${show(text)}`);
-    segments.push({ kind: 'expr', expr: parseExpression(text.slice(open + 2, close)) });
+    if (literal) segments.push({ kind: 'text', text: literal });
+    if (open < 0) break;
+    segments.push({ kind: 'expr', expr: parseExpression(inner) });
     pos = close + 2;
   }
   return segments;
@@ -218,6 +230,17 @@ export function truthy(value: unknown): boolean {
 
 const UNDEFINED = Symbol('undefined');
 
+/** Ansible's `omit`: `param: "{{ x | default(omit) }}"` drops the parameter when x is undefined. */
+export const OMIT = Symbol('omit');
+
+/** A problem caused by an undefined variable; `undefinedRoot` lets preflight defer run-time variables. */
+export type UndefinedVariableProblem = ConfigProblem & { undefinedRoot: string };
+
+export function undefinedVariable(location: string, message: string, ref: TemplateRef): ConfigError {
+  const problem: UndefinedVariableProblem = { location, message, undefinedRoot: String(ref.path[0]) };
+  return new ConfigError([problem]);
+}
+
 /**
  * Resolves templates against one host's variables. Variables may themselves hold templates (Ansible templates
  * lazily); loops are reported. Errors are ConfigErrors located at `location`.
@@ -256,7 +279,8 @@ export class Resolver {
       const out: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(value)) {
         try {
-          out[k] = this.resolveValue(v, locate, [...path, k]);
+          const resolved = this.resolveValue(v, locate, [...path, k]);
+          if (resolved !== OMIT) out[k] = resolved;
         } catch (e) {
           problems.absorb(e);
         }
@@ -281,6 +305,7 @@ export class Resolver {
       .map((s) => {
         if (s.kind === 'text') return s.text;
         const v = this.evaluate(s.expr, location);
+        if (v === OMIT) throw new ConfigError([{ location, message: `omit must be a whole value, not part of ${show(text)}` }]);
         return typeof v === 'string' ? v : v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
       })
       .join('');
@@ -293,7 +318,7 @@ export class Resolver {
       value = d.kind === 'literal' ? d.value : this.lookup(d.ref, location, expr.source);
     }
     if (value === UNDEFINED) {
-      throw new ConfigError([{ location, message: `undefined variable ${refText(expr.ref)} in {{ ${expr.source} }}` }]);
+      throw undefinedVariable(location, `undefined variable ${refText(expr.ref)} in {{ ${expr.source} }}`, expr.ref);
     }
     return value;
   }
@@ -301,6 +326,7 @@ export class Resolver {
   /** The value of a reference, or UNDEFINED. */
   lookup(ref: TemplateRef, location: string, source: string): unknown {
     const [name, ...rest] = ref.path as [string, ...RefStep[]];
+    if (name === 'omit' && rest.length === 0 && !Object.hasOwn(this.vars, name)) return OMIT;
     if (!Object.hasOwn(this.vars, name)) return UNDEFINED;
     let value = this.variable(name);
     for (const step of rest) {

@@ -58,6 +58,8 @@ export interface Task {
   module: string;
   params: Record<string, unknown>;
   when?: string;
+  /** `file:line:column` of the `when:` value, when there is one. */
+  whenLocation?: string;
   tags: string[];
   /** `file:line:column` of the task, for error messages. */
   location: string;

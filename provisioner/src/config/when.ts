@@ -3,7 +3,7 @@
 // must hold (as in Ansible; the loader joins it with ` and `). `or` and parentheses are not supported; anything
 // else is a ConfigError naming the condition, never guessed.
 import { ConfigError } from '../core/errors';
-import { parseRef, refText, Resolver, type TemplateRef, TemplateLexer, TemplateSyntaxError, truthy } from './templating';
+import { parseRef, refText, Resolver, type TemplateRef, TemplateLexer, TemplateSyntaxError, truthy, undefinedVariable } from './templating';
 
 type Operand =
   | { kind: 'ref'; ref: TemplateRef; bool: boolean; default?: { value: unknown; whenFalsy: boolean } }
@@ -116,7 +116,7 @@ export function evaluateCondition(cond: Condition, resolver: Resolver, location:
     let v = resolver.lookup(operand.ref, location, source);
     if (operand.default && (typeof v === 'symbol' || (operand.default.whenFalsy && !truthy(v)))) v = operand.default.value;
     if (typeof v === 'symbol') {
-      throw new ConfigError([{ location, message: `when: ${JSON.stringify(source)}: ${refText(operand.ref)} is undefined` }]);
+      throw undefinedVariable(location, `when: ${JSON.stringify(source)}: ${refText(operand.ref)} is undefined`, operand.ref);
     }
     const resolved = typeof v === 'string' ? resolver.resolveString(v, location) : v;
     return operand.bool ? ansibleBool(resolved) : resolved;

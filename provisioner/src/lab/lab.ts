@@ -7,7 +7,7 @@ import {
   existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { ensureImage, generateCa, mountOverlay, pruneImages } from './image';
+import { ensureImage, generateCa, imagePaths, mountOverlay, pruneImages } from './image';
 import { writeInventory, removeInventory } from './inventory';
 import {
   createAttachedNetns, deleteLink, deleteNetns, ensureBridge, hostAddress, linkExists, maxSlot, netnsExists, netnsPath,
@@ -320,16 +320,19 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     }
 
     // Hosts that are no longer wanted go first, then the network, then the upstream and the new hosts.
-    const wanted = new Set(plan.map((p) => p.name));
-    const extra = lab.hosts.filter((h) => !wanted.has(h.name));
+    // A host is kept only if name, position (address) and flavour all still match the plan.
+    const key = (h: { name: string; index: number; flavor: Flavor }) => `${h.name}@${h.index}/${h.flavor}`;
+    const wanted = new Set(plan.map(key));
+    const extra = lab.hosts.filter((h) => !wanted.has(key(h)));
     if (extra.length > 0) {
       log(`removing ${extra.length} host(s) not in the new plan`);
       await destroyHosts(extra);
-      lab.hosts = lab.hosts.filter((h) => wanted.has(h.name));
+      lab.hosts = lab.hosts.filter((h) => wanted.has(key(h)));
       saveState(lab);
     }
     await ensureBridge(lab.slot);
-    await ensureUpstream(lab, image.caCert, image.caKey, log);
+    const labImage = imagePaths(lab.image.hash);
+    await ensureUpstream(lab, labImage.caCert, labImage.caKey, log);
 
     const toCreate: LabHostState[] = [];
     for (const p of plan) {
@@ -364,7 +367,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
           await createHost(lab, h);
           saveState(lab); // the nspawn PID is on disk before the next host starts, should this run be killed
         });
-        await mapLimit(toCreate, 8, (h) => waitBooted(h));
+        await mapLimit(toCreate, 8, (h) => waitBooted(h, log));
       } finally {
         saveState(lab);
       }
@@ -435,7 +438,7 @@ async function createHost(lab: LabState, h: LabHostState): Promise<void> {
   );
 }
 
-async function waitBooted(h: LabHostState): Promise<void> {
+async function waitBooted(h: LabHostState, log: (m: string) => void): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (!h.init) {
     if (!h.nspawn || !isAlive(h.nspawn)) throw new Error(`host ${h.name}: systemd-nspawn exited while booting; see ${join(h.dir, 'console.log')}`);
@@ -452,12 +455,25 @@ async function waitBooted(h: LabHostState): Promise<void> {
     await sleep(200);
     r = await execInHost(h, ['systemctl', 'is-system-running', '--wait'], { timeoutMs: bootDeadline - Date.now() });
   }
-  const status = r.stdout.trim();
+  let status = r.stdout.trim();
+  const failedUnits = async () =>
+    (await execInHost(h, ['systemctl', '--failed', '--no-legend', '--plain'], { timeoutMs: 10_000 })).stdout
+      .split('\n')
+      .map((l) => l.split(' ')[0] as string)
+      .filter(Boolean);
+  if (status === 'degraded') {
+    // On a loaded 2-core machine a unit can time out at boot; restart the failed ones once, and say so.
+    const units = await failedUnits();
+    log(`host ${h.name}: boot degraded (${units.join(', ')}); restarting those units once`);
+    await execInHost(h, ['systemctl', 'reset-failed'], { timeoutMs: 10_000 });
+    if (units.length > 0) await execInHost(h, ['systemctl', 'restart', ...units], { timeoutMs: 120_000 });
+    status = (await execInHost(h, ['systemctl', 'is-system-running', '--wait'], { timeoutMs: 60_000 })).stdout.trim();
+  }
   if (status !== 'running') {
-    const failed = await execInHost(h, ['systemctl', '--failed', '--no-legend', '--plain'], { timeoutMs: 10_000 });
+    const failed = await failedUnits();
     throw new Error(
       `host ${h.name}: systemctl is-system-running says ${JSON.stringify(status || r.stderr.trim())}, expected "running"` +
-        (failed.stdout.trim() ? `; failed units: ${failed.stdout.trim().split('\n').map((l) => l.split(' ')[0]).join(', ')}` : ''),
+        (failed.length > 0 ? `; failed units: ${failed.join(', ')}` : '') + `; boot log: ${join(h.dir, 'console.log')}`,
     );
   }
 }
@@ -679,9 +695,12 @@ export async function labClean(opts: { names?: string[]; all?: boolean; staleOnl
     if (s) slots.add(s.slot);
     await labDown(name, log);
   }
+  // Labs of dead test runs are removed from their records only: a stray scan could race with a lab that another
+  // process is creating in the slot just released. Explicit cleans (`lab clean`) also sweep the slots.
+  if (opts.staleOnly) return targets;
   if (opts.all) {
     for (let s = 0; s <= maxSlot; s++) slots.add(s);
-  } else if (!opts.staleOnly) {
+  } else {
     for (const name of opts.names ?? [defaultLabName]) if (name === defaultLabName) slots.add(0);
   }
   const inUse = new Set(listLabs().map((n) => loadState(n)?.slot));
@@ -715,6 +734,11 @@ export async function labClean(opts: { names?: string[]; all?: boolean; staleOnl
       if (!d.isDirectory() || existsSync(stateFile(d.name))) continue;
       if (!opts.all && !targets.includes(d.name) && !(opts.names ?? []).includes(d.name)) continue;
       const dir = join(labsDir, d.name);
+      // Processes first (by PID, from the lab's cgroups), then mounts, folders and the cgroups themselves.
+      const cgroups = labCgroupParents(d.name).filter((cg) => existsSync(cg));
+      const procs = cgroups.flatMap(cgroupPids).flatMap((pid) => tracked(pid) ?? []);
+      for (const p of procs) signal(p, 'SIGKILL');
+      await waitGone(procs, 10_000);
       for (const m of mountsUnder(dir)) {
         const r = await run(['umount', m]);
         if (r.exitCode !== 0) await runOk(['umount', '-l', m]);
@@ -722,6 +746,10 @@ export async function labClean(opts: { names?: string[]; all?: boolean; staleOnl
       }
       removeTree(dir);
       strays.push(`folder ${dir}`);
+      for (const cg of cgroups) {
+        removeCgroup(cg);
+        strays.push(`cgroup ${cg}`);
+      }
     }
   }
   restoreInotify();

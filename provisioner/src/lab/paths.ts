@@ -5,7 +5,9 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Everything the lab creates on disk lives here (image cache, per-lab overlays, state). */
-export const labHome = resolve(process.env.EPOCH_LAB_HOME ?? '/var/tmp/epoch-lab');
+const configuredHome = resolve(process.env.EPOCH_LAB_HOME ?? '/var/tmp/epoch-lab');
+// Resolved through symlinks once, so that every path built from it is real (writeInRoot relies on that).
+export const labHome = existsSync(configuredHome) ? realpathSync(configuredHome) : configuredHome;
 export const imagesDir = join(labHome, 'images');
 export const baseDir = join(labHome, 'base');
 export const labsDir = join(labHome, 'labs');

@@ -70,3 +70,21 @@ test('the run log is 0600 JSON lines with secrets redacted', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the listr2 tree is a view: it follows events, including a halt, and settles without hanging', async () => {
+  const out: string[] = [];
+  const r = createRenderer('tree', (t) => out.push(t));
+  const events: RunEvent[] = [
+    { type: 'play-start', play: 'site', hosts: ['h1', 'h2', 'h3'], batches: [['h1'], ['h2', 'h3']] },
+    { type: 'batch-start', play: 'site', index: 0, of: 2, hosts: ['h1'] },
+    { type: 'host-start', host: 'h1' },
+    { type: 'task-start', host: 'h1', task: 'conf' },
+    { type: 'task-result', host: 'h1', task: 'conf', status: 'failed', changes: [], message: 'disk full', durationMs: 1 },
+    { type: 'host-done', host: 'h1', status: 'failed' },
+    { type: 'batch-end', play: 'site', index: 0, failed: 1, unreachable: 0, size: 1 },
+    { type: 'rollout-halted', play: 'site', afterBatch: 0, reason: 'canary failed', notRun: ['h2', 'h3'] },
+  ];
+  for (const e of events) r.handle(e);
+  await Promise.race([r.settle(), new Promise((_, reject) => setTimeout(() => reject(new Error('listr view did not settle')), 5000))]);
+  assert.ok(out.join('').includes('ROLLOUT HALTED after batch 1: canary failed'));
+});

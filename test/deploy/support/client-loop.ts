@@ -7,9 +7,9 @@ end=$(( $(date +%s) + seconds ))
 : > "$out"
 while [ ! -e "$stop" ] && [ "$(date +%s)" -lt "$end" ]; do
   if code=$(curl -sS -o /dev/null --max-time 10 --cacert "$cafile" -w '%{http_code}' "$url" 2>/tmp/epoch-loop.err); then
-    echo "ok $code" >> "$out"
+    echo "ok $code $(date +%s.%N)" >> "$out"
   else
-    echo "fail $(tr '\\n' ' ' < /tmp/epoch-loop.err)" >> "$out"
+    echo "fail $(date +%s.%N) $(tr '\\n' ' ' < /tmp/epoch-loop.err)" >> "$out"
   fi
 done
 echo done >> "$out"
@@ -30,13 +30,13 @@ export class ClientLoop {
 
   async start(url: string, caFile: string, maxSeconds: number): Promise<void> {
     await this.lab.execOk(this.host, ['rm', '-f', this.out, this.stop]);
-    await this.lab.execOk(this.host, ['sh', '-c', 'setsid sh -c "$0" "$@" > /dev/null 2>&1 < /dev/null &', loopScript, this.out, this.stop, url, caFile, String(maxSeconds)]);
+    await this.lab.execOk(this.host, ['sh', '-c', 'setsid sh -c "$0" epoch-client-loop "$@" > /dev/null 2>&1 < /dev/null &', loopScript, this.out, this.stop, url, caFile, String(maxSeconds)]);
   }
 
   async count(): Promise<LoopResult> {
     const text = (await this.lab.exec(this.host, ['cat', this.out])).stdout;
     const lines = text.split('\n').filter((l) => l && l !== 'done');
-    return { ok: lines.filter((l) => l === 'ok 200').length, failed: lines.filter((l) => l !== 'ok 200') };
+    return { ok: lines.filter((l) => l.startsWith('ok 200 ')).length, failed: lines.filter((l) => !l.startsWith('ok 200 ')) };
   }
 
   /** Stops the loop and waits for its last request to finish. */
@@ -47,6 +47,7 @@ export class ClientLoop {
       if (text.endsWith('done\n')) return this.count();
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`client loop on ${this.host.name} did not stop within 15 s`);
+    const text = (await this.lab.exec(this.host, ['tail', '-5', this.out])).stdout;
+    throw new Error(`client loop on ${this.host.name} did not stop within 15 s; its last lines: ${JSON.stringify(text)}`);
   }
 }

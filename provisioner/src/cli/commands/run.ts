@@ -268,6 +268,14 @@ async function run(flags: RunFlags): Promise<number> {
   const recaps = new Map<string, HostRecap>();
   const factsCache = new Map<string, HostFacts>();
   let halted: { reason: string } | null = null;
+  // On Ctrl-C or SIGTERM: close every connection and exit 130; each host keeps its journal, so the run can be rolled back.
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`\nepoch-provision: ${signal}: closing connections; run log ${log.path}; roll back with the journal generation ${runId}\n`);
+    log.close();
+    void Promise.all([...connections.values()].map((c) => c.then((t) => t.close()).catch(() => undefined))).finally(() => process.exit(exitCodes.interrupted));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   emit({ type: 'run-start', runId, check: flags.check, at: new Date().toISOString() });
   try {
     for (const { play, hosts, tasks, gate } of loaded.plays) {
@@ -313,6 +321,8 @@ async function run(flags: RunFlags): Promise<number> {
       }
     }
   } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     await Promise.all([...connections.values()].map((c) => c.then((t) => t.close()).catch(() => undefined)));
   }
 

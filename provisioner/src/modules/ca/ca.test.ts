@@ -13,7 +13,7 @@ const caPem = normalisePem(readFileSync(fx('ca-ec.crt'), 'utf8'));
 const nextPem = normalisePem(readFileSync(fx('ca-next.crt'), 'utf8'));
 
 function facts(over: Partial<CaFacts> = {}): CaFacts {
-  return { host: 'h1', certPem: null, certStat: null, keyStat: null, keySha256: null, agentArgv: ['/usr/bin/node', '/opt/epoch-agent/current/epoch-agent.cjs'], bundleTrustsNew: null, now: Date.now(), ...over };
+  return { host: 'h1', certPem: null, certStat: null, keyStat: null, keySha256: null, backupPresent: false, agentArgv: ['/usr/bin/node', '/opt/epoch-agent/current/epoch-agent.cjs'], bundleTrustsNew: null, now: Date.now(), ...over };
 }
 
 test('per-host: generates the CA on the host with epoch-agent ca init; key stays there', () => {
@@ -106,4 +106,20 @@ test('rotation: once trusted, signing switches to the new CA', () => {
 test('rotation: refuses when the host signs with a CA other than rotate_from', () => {
   const unrelated = readFileSync(fx('ca-rsa.crt'), 'utf8');
   assert.throws(() => caModule.plan(rotateParams(), facts({ certPem: unrelated, keySha256: 'x', bundleTrustsNew: true })), /rotate_from is .* but the host signs with/);
+});
+
+test('absent: removes the signing CA files (and the kept previous key); no undo for a deleted key', () => {
+  const [change] = caModule.plan(caParams.parse({ state: 'absent' }), facts({ certPem: caPem, certStat: { mode: '644', owner: 'root' }, keyStat: { mode: '600', owner: 'epoch-agent' }, backupPresent: true }));
+  assert.deepEqual(change?.steps, [{ kind: 'run', argv: ['rm', '-f', '--', '/etc/epoch-agent/ca/ca.crt', '/etc/epoch-agent/ca/ca.key', '/etc/epoch-agent/ca/ca.key.epoch-prev'] }]);
+  assert.equal(change?.undo, null);
+});
+
+test('absent: already absent → no change', () => {
+  assert.deepEqual(caModule.plan(caParams.parse({ state: 'absent' }), facts()), []);
+});
+
+test('module names match the playbooks (ca, trust_store, trust_coverage)', async () => {
+  const { trustStoreModule } = await import('../trust-store/trust-store');
+  const { trustCoverageModule } = await import('../trust-coverage/trust-coverage');
+  assert.deepEqual([caModule.name, trustStoreModule.name, trustCoverageModule.name], ['ca', 'trust_store', 'trust_coverage']);
 });

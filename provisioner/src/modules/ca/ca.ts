@@ -19,6 +19,8 @@ const dayMs = 86_400_000;
 
 export const caParams = z
   .object({
+    /** absent: remove the signing CA files (uninstall). The key cannot come back: that change has no undo. */
+    state: z.enum(['present', 'absent']).default('present'),
     mode: z.enum(['per-host', 'fleet', 'import']).default('per-host'),
     /** Signing paths on the host: what the agent config's ca.certFile / ca.keyFile point at. */
     cert_path: z.string().startsWith('/').default(defaultCaCertPath),
@@ -44,6 +46,7 @@ export const caParams = z
   })
   .strict()
   .transform((p, ctx) => {
+    if (p.state === 'absent') return { ...p, material: undefined as CaMaterial | undefined };
     if (p.mode === 'per-host') {
       for (const k of ['cert_file', 'key_file', 'p12_file'] as const) {
         if (p[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `${k} is for fleet/import modes; per-host generates the CA on the host` });
@@ -67,6 +70,8 @@ export interface CaFacts {
   keyStat: FileState | null;
   /** sha256 of the key file's bytes (never its content). */
   keySha256: string | null;
+  /** A previous key kept beside for undo (`<key_path>.epoch-prev`). */
+  backupPresent: boolean;
   /** per-host: the argv prefix that runs the agent, or null when it is not installed. */
   agentArgv: string[] | null;
   /** rotation: does the system bundle trust the CA we would switch to? null when not checked. */
@@ -87,18 +92,19 @@ export const caModule: ProvisionModule<CaParams, CaFacts> & { report(params: CaP
       certStat: await hostFileStat(t, params.cert_path),
       keyStat: await hostFileStat(t, params.key_path),
       keySha256: await hostFileSha256(t, params.key_path),
+      backupPresent: (await hostFileStat(t, `${params.key_path}.epoch-prev`)) !== null,
       agentArgv: null,
       bundleTrustsNew: null,
       now: Date.now(),
     };
-    if (params.mode === 'per-host') {
+    if (params.state === 'present' && params.mode === 'per-host') {
       if (params.agent_command) facts.agentArgv = [...params.agent_command];
       else if ((await hostFileStat(t, agentEntry)) !== null) {
         const node = (await hostFileStat(t, pushedNode)) !== null ? pushedNode : await hostCommandPath(t, 'node');
         if (node) facts.agentArgv = [node, agentEntry];
       }
     }
-    if (params.rotate_from && params.material) {
+    if (params.state === 'present' && params.rotate_from && params.material) {
       const os = parseOsRelease((await readHostFile(t, '/etc/os-release')) ?? '');
       facts.bundleTrustsNew = await bundleTrusts(t, trustLayout(trustFamilyOf(os)).bundleFile, params.material.certPem);
     }
@@ -106,6 +112,7 @@ export const caModule: ProvisionModule<CaParams, CaFacts> & { report(params: CaP
   },
 
   plan(params: CaParams, facts: CaFacts): Change[] {
+    if (params.state === 'absent') return planAbsent(params, facts);
     return params.mode === 'per-host' ? planPerHost(params, facts) : planPushed(params, facts);
   },
 
@@ -115,6 +122,23 @@ export const caModule: ProvisionModule<CaParams, CaFacts> & { report(params: CaP
     return [`${facts.host}: signing CA ${params.cert_path} sha256 ${cert.fingerprint256} (${params.mode}, expires ${new Date(cert.validTo).toISOString()})`];
   },
 };
+
+function planAbsent(p: CaParams, f: CaFacts): Change[] {
+  const files = [
+    ...(f.certPem !== null || f.certStat !== null ? [p.cert_path] : []),
+    ...(f.keyStat !== null ? [p.key_path] : []),
+    ...(f.backupPresent ? [`${p.key_path}.epoch-prev`] : []),
+  ];
+  if (files.length === 0) return [];
+  return [
+    {
+      id: `ca:absent:${p.cert_path}`,
+      summary: `remove the signing CA files ${files.join(', ')}${f.certPem ? ` (CA sha256 ${safeFingerprint(f.certPem)})` : ''}`,
+      steps: [{ kind: 'run', argv: ['rm', '-f', '--', ...files] }],
+      undo: null,
+    },
+  ];
+}
 
 function planPerHost(p: CaParams, f: CaFacts): Change[] {
   const name = p.name ?? `epoch-provision CA ${f.host}`.slice(0, 64);

@@ -75,7 +75,7 @@ DefaultEnvironment=NODE_EXTRA_CA_CERTS=${bundleFile} REQUESTS_CA_BUNDLE=${bundle
 export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCoverageFacts> & {
   report(params: TrustCoverageParams, facts: TrustCoverageFacts): string[];
 } = {
-  name: 'trust-coverage',
+  name: 'trust_coverage',
   params: trustCoverageParams,
 
   async gather(host: HostContext, params: TrustCoverageParams): Promise<TrustCoverageFacts> {
@@ -147,12 +147,13 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
       if (facts.envDropIn !== null) {
         changes.push({ id: `env:${envDropInPath}`, summary: `remove ${envDropInPath}`, diff: { subject: envDropInPath, before: facts.envDropIn, after: '' }, steps: [removeDropIn, ...reexec], undo: [putDropIn(facts.envDropIn), ...reexec] });
       }
-      if (java?.aliasPresent && facts.desiredPem) {
+      if (java?.aliasPresent) {
         changes.push({
           id: `java:${java.cacerts}`,
           summary: `remove alias ${params.java_alias} from ${java.cacerts}`,
           steps: deleteAlias,
-          undo: [{ kind: 'run', argv: [java.keytool, '-importcert', '-noprompt', '-alias', params.java_alias, ...keytoolArgs], stdin: facts.desiredPem }],
+          // Re-importable only while the CA certificate is still known.
+          undo: facts.desiredPem ? [{ kind: 'run', argv: [java.keytool, '-importcert', '-noprompt', '-alias', params.java_alias, ...keytoolArgs], stdin: facts.desiredPem }] : null,
         });
       }
       return changes;

@@ -44,7 +44,7 @@ export interface TrustStoreFacts {
 export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts> & {
   report(params: TrustStoreParams, facts: TrustStoreFacts): string[];
 } = {
-  name: 'trust-store',
+  name: 'trust_store',
   params: trustStoreParams,
 
   async gather(host: HostContext, params: TrustStoreParams): Promise<TrustStoreFacts> {

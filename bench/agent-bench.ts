@@ -1,0 +1,176 @@
+// epoch-agent vs a direct connection (and Debian's sslsplit when installed), in one run, inside a private network
+// namespace (epag-bench-*) with a real nft REDIRECT and owner-match exclusion. Needs root and a built bundle.
+//   npm run build && node --import tsx bench/agent-bench.ts [--seconds 5] [--json bench/results/agent-bench.json]
+// Reported per target: keep-alive req/s at 50 connections (+p50 latency), new TLS connections/s (warm forge cache,
+// no client session reuse), bulk MB/s for one download, and the proxy's CPU-ms per unit of work (the stable figure
+// on a noisy 2-core machine). Also: forge-path cost (agent's forgeMs, and first vs second contact latency over 20
+// upstream certs) and agent RSS with 1,000 open connections.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { AGENT_UID, Namespaces, makePki, removePki, repo, sh, sleep } from '../test/agent/support';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1]! : dflt;
+};
+const SECONDS = Number(opt('seconds', '5'));
+const JSON_OUT = opt('json', join(repo, 'bench/results/agent-bench.json'));
+const BULK_BYTES = Number(opt('bulk-bytes', String(400_000_000)));
+const NS = `epag-bench-${process.pid % 100000}`;
+const VIA_AGENT = '198.18.200.100';
+const DIRECT = '198.18.200.101';
+const VIA_SSLSPLIT = '198.18.200.102';
+const FORGE_IPS = Array.from({ length: 20 }, (_, i) => `198.18.200.${110 + i}`);
+const SNI = 'bench.epag.test';
+const bundle = join(repo, 'dist/agent/epoch-agent.cjs');
+
+function cpuTicks(pids: number[]): number {
+  let t = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      t += Number(fields[11]) + Number(fields[12]); // utime + stime
+    } catch {}
+  }
+  return t;
+}
+const TICK_MS = 10; // USER_HZ = 100 on Linux
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Math.round(Number(m?.[1]) / 1024);
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('needs root (network namespace and nft inside it)');
+  if (!existsSync(bundle)) throw new Error(`${bundle} missing: run npm run build first`);
+  const hasSslsplit = sh(['sh', '-c', 'command -v sslsplit']).code === 0;
+  const ns = new Namespaces();
+  const pki = makePki();
+  try {
+    ns.add(NS);
+    for (const ip of [VIA_AGENT, DIRECT, VIA_SSLSPLIT, ...FORGE_IPS]) ns.execOk(NS, ['ip', 'addr', 'add', `${ip}/32`, 'dev', 'lo']);
+    const leaf = pki.leaf(SNI, `DNS:${SNI}`, 'lab');
+    const listeners = [VIA_AGENT, DIRECT, VIA_SSLSPLIT].flatMap((ip) => ['--listen', `${ip}:443`, '--cert', leaf.cert, '--key', leaf.key]);
+    for (const ip of FORGE_IPS) {
+      const l = pki.leaf(SNI, `DNS:${SNI}`, 'lab'); // same names, distinct certs: each is a forge-cache miss
+      listeners.push('--listen', `${ip}:443`, '--cert', l.cert, '--key', l.key);
+    }
+    await ns.spawn(NS, ['node', join(repo, 'provisioner/lab/upstream-server.mjs'), ...listeners], new RegExp(`listening ${FORGE_IPS.at(-1)!.replace(/\./g, '\\.')}:443`));
+
+    const stateDir = join(pki.dir, 'state');
+    mkdirSync(stateDir);
+    sh(['chown', `${AGENT_UID}:${AGENT_UID}`, stateDir]);
+    const config = join(pki.dir, 'agent.json');
+    writeFileSync(config, JSON.stringify({
+      listen: [{ host: '127.0.0.1', port: 8443 }],
+      health: { host: '127.0.0.1', port: 9443 },
+      ca: { certFile: pki.agentCaCert, keyFile: pki.agentCaKey },
+      upstream: { caBundleFile: pki.labRoot },
+      limits: { maxConnections: 20000 },
+      log: { level: 'info', connectLog: true },
+      stateDir,
+    }));
+    const agent = await ns.spawn(NS, ['sh', '-c', `ulimit -n 20000; exec node ${bundle} run --config ${config} --user ${AGENT_UID}`], /dropped privileges/);
+    const agentPid = agent.proc.pid!;
+    let sslsplitPids: number[] = [];
+    if (hasSslsplit) {
+      await ns.spawnListening(NS, ['sslsplit', '-k', pki.agentCaKey, '-c', pki.agentCaCert, '-l', join(pki.dir, 'sslsplit-connect.log'), 'ssl', '127.0.0.1', '8444'], 8444);
+      sslsplitPids = sh(['ip', 'netns', 'pids', NS]).stdout.split(/\s+/).filter(Boolean).map(Number)
+        .filter((pid) => { try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sslsplit'; } catch { return false; } });
+    }
+    const redirect = (ips: string[], port: number) => `ip daddr { ${ips.join(', ')} } tcp dport 443 redirect to :${port};`;
+    ns.execOk(NS, ['nft', '-f', '-'], { input: `table ip epag_bench {
+  chain out { type nat hook output priority -100; policy accept; meta skuid ${AGENT_UID} return;
+    ${redirect([VIA_AGENT, ...FORGE_IPS], 8443)}
+    ${redirect([VIA_SSLSPLIT], 8444)}
+  }
+}
+` });
+
+    const env = { BENCH_CA: `${pki.labRoot}:${pki.agentCaCert}` };
+    const load = (args: string[], timeoutMs = 120_000) => {
+      const r = ns.exec(NS, ['sh', '-c', `ulimit -n 8192; exec node ${join(repo, 'bench/agent-load.mjs')} ${args.join(' ')}`], { env, timeoutMs });
+      const line = r.stdout.trim().split('\n').at(-1) ?? '';
+      if (r.code !== 0 || !line.startsWith('{')) throw new Error(`load ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
+      return JSON.parse(line) as Record<string, number>;
+    };
+    const targets: { name: string; ip: string; pids: number[] }[] = [
+      { name: 'direct', ip: DIRECT, pids: [] },
+      { name: 'epoch-agent', ip: VIA_AGENT, pids: [agentPid] },
+      ...(hasSslsplit ? [{ name: 'sslsplit 0.5.5', ip: VIA_SSLSPLIT, pids: sslsplitPids }] : []),
+    ];
+    // Warm up: forge caches and JITs.
+    for (const t of targets) load(['newconns', t.ip, SNI, '1', '4']);
+    const results: Record<string, Record<string, unknown>> = {};
+    for (const t of targets) {
+      const measure = (args: string[]) => {
+        const c0 = cpuTicks(t.pids);
+        const r = load(args);
+        return { ...r, proxyCpuMs: (cpuTicks(t.pids) - c0) * TICK_MS };
+      };
+      const ka = measure(['keepalive', t.ip, SNI, String(SECONDS), '50']);
+      const nc = measure(['newconns', t.ip, SNI, String(SECONDS), '8']);
+      const bk = measure(['bulk', t.ip, SNI, String(BULK_BYTES)]);
+      results[t.name] = {
+        keepAliveReqPerSec: ka.perSecond,
+        keepAliveP50Ms: ka.p50ms,
+        keepAliveErrors: ka.errors,
+        proxyCpuMsPer1kRequests: t.pids.length ? Math.round((ka.proxyCpuMs / ka.requests) * 1000 * 10) / 10 : null,
+        newConnsPerSec: nc.perSecond,
+        newConnP50Ms: nc.p50ms,
+        newConnErrors: nc.errors,
+        proxyCpuMsPerConn: t.pids.length ? Math.round((nc.proxyCpuMs / nc.connections) * 100) / 100 : null,
+        bulkMBps: bk.MBps,
+        proxyCpuSecPerGB: t.pids.length ? Math.round((bk.proxyCpuMs / 1000 / (bk.bytes / 1e9)) * 100) / 100 : null,
+      };
+      console.log(t.name, JSON.stringify(results[t.name]));
+    }
+
+    // Forge path: 20 upstream certs the agent has never seen, then the same 20 again (forge cache warm).
+    const agentFirst = load(['first', SNI, FORGE_IPS.join(',')]);
+    const forgeMs = agent.output().split('\n').filter((l) => l.includes('"forgeMs"')).map((l) => JSON.parse(l).forgeMs as number).slice(-20);
+    const forge = {
+      forgeMsP50: forgeMs.sort((a, b) => a - b)[Math.floor(forgeMs.length / 2)] ?? null,
+      forgeMsMax: forgeMs.at(-1) ?? null,
+      firstContactP50Ms: agentFirst.firstP50,
+      secondContactP50Ms: agentFirst.secondP50,
+    };
+    console.log('forge', JSON.stringify(forge));
+
+    // RSS with 1,000 open intercepted connections.
+    const rssIdle = rssMb(agentPid);
+    const holder = await ns.spawn(NS, ['sh', '-c', `ulimit -n 8192; exec node ${join(repo, 'bench/agent-load.mjs')} hold ${VIA_AGENT} ${SNI} 1000`], /"held":1000/, env);
+    await sleep(1000);
+    const rss1000 = rssMb(agentPid);
+    const active = JSON.parse(ns.exec(NS, ['curl', '-s', 'http://127.0.0.1:9443/healthz']).stdout).connections.active;
+    holder.proc.kill('SIGTERM');
+    const memory = { rssIdleMb: rssIdle, rssWith1000ConnsMb: rss1000, activeConnections: active };
+    console.log('memory', JSON.stringify(memory));
+
+    const direct = results.direct as Record<string, number>;
+    const viaAgent = results['epoch-agent'] as Record<string, number>;
+    const ratios = {
+      keepAlive: Math.round((viaAgent.keepAliveReqPerSec! / direct.keepAliveReqPerSec!) * 100) / 100,
+      addedP50Ms: Math.round((viaAgent.keepAliveP50Ms! - direct.keepAliveP50Ms!) * 1000) / 1000,
+      newConns: Math.round((viaAgent.newConnsPerSec! / direct.newConnsPerSec!) * 100) / 100,
+      bulk: Math.round((viaAgent.bulkMBps! / direct.bulkMBps!) * 100) / 100,
+      ...(results['sslsplit 0.5.5'] ? { sslsplitNewConns: Math.round(((results['sslsplit 0.5.5'] as Record<string, number>).newConnsPerSec! / direct.newConnsPerSec!) * 100) / 100 } : {}),
+    };
+    console.log('ratios vs direct', JSON.stringify(ratios));
+    const out = { date: new Date().toISOString(), node: process.version, seconds: SECONDS, bulkBytes: BULK_BYTES, results, forge, memory, ratios };
+    mkdirSync(dirname(JSON_OUT), { recursive: true });
+    writeFileSync(JSON_OUT, `${JSON.stringify(out, null, 2)}\n`);
+    console.log(`wrote ${JSON_OUT}`);
+  } finally {
+    await ns.teardown();
+    removePki(pki);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

@@ -1,0 +1,189 @@
+// The agent in-process on loopback with real TLS servers and clients (no netfilter: the original destination is
+// injected), for the safety properties: connection cap, backpressure, idle timeout, upstream failure, drain,
+// extra health routes, forge cache. The netfilter path is covered by intercept.test.ts.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { type AddressInfo, type Server, type Socket, connect as netConnect } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { type TLSSocket, connect as tlsConnect, createServer as tlsServer } from 'node:tls';
+import { validateConfig } from '../../agent/src/config/schema';
+import { Agent } from '../../agent/src/io/agent';
+import { ConnectLog, Logger } from '../../agent/src/log/logger';
+import { type Pki, makePki, removePki, sleep } from './support';
+
+const skip = (() => {
+  try {
+    readFileSync('/usr/bin/openssl');
+    return undefined;
+  } catch {
+    return 'openssl is needed to make the test PKI';
+  }
+})();
+
+describe('agent relay safety (in-process, loopback)', { skip }, () => {
+  let pki: Pki;
+  let upstream: Server;
+  let upstreamPort = 0;
+  let agent: Agent;
+  let agentPort = 0;
+  let writtenWhilePaused = 0;
+  const serverSockets = new Set<TLSSocket>();
+
+  before(async () => {
+    pki = makePki();
+    const leaf = pki.leaf('relay.epag.test', 'DNS:relay.epag.test', 'lab');
+    // /flood writes until backpressure says stop (counting what it got rid of); /hangup dies mid-response; anything
+    // else echoes lines.
+    upstream = tlsServer({ cert: readFileSync(leaf.cert), key: readFileSync(leaf.key), ALPNProtocols: ['http/1.1'] }, (s) => {
+      serverSockets.add(s);
+      s.on('close', () => serverSockets.delete(s));
+      s.on('error', () => {});
+      s.once('data', (d) => {
+        const line = d.toString();
+        if (line.startsWith('flood')) {
+          const chunk = Buffer.alloc(64 * 1024, 120);
+          const pump = () => {
+            while (s.write(chunk)) writtenWhilePaused += chunk.length;
+            writtenWhilePaused += chunk.length;
+          };
+          s.on('drain', pump);
+          pump();
+        } else if (line.startsWith('hangup')) {
+          s.write('partial');
+          setTimeout(() => s.destroy(), 50);
+        } else {
+          s.write(d);
+          s.on('data', (more) => s.write(more));
+        }
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    upstreamPort = (upstream.address() as AddressInfo).port;
+    const config = validateConfig({
+      listen: [{ host: '127.0.0.1', port: 1 }],
+      health: { host: '127.0.0.1', port: 1 },
+      ca: { certFile: pki.agentCaCert, keyFile: pki.agentCaKey },
+      upstream: { caBundleFile: pki.upstreamBundle },
+      limits: { maxConnections: 3, handshakeTimeoutMs: 1000, idleTimeoutMs: 1500 },
+      passthrough: { learned: { enabled: false } },
+      stateDir: `${pki.dir}/state`,
+      log: { level: 'error', connectLog: false },
+    });
+    // Free ports picked by the kernel (the file schema rightly rejects port 0).
+    config.listen = [{ host: '127.0.0.1', port: 0 }];
+    config.health = { host: '127.0.0.1', port: 0 };
+    agent = new Agent({
+      config,
+      version: 'test',
+      log: new Logger('error'),
+      connectLog: new ConnectLog(false),
+      originalDestination: () => ({ address: '127.0.0.1', port: upstreamPort, family: 4 }),
+    });
+    agent.health.route('/metrics', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('epoch_agent_up 1\n');
+    });
+    await agent.start();
+    agentPort = agent.bound[0]!.port;
+  });
+
+  after(async () => {
+    await agent?.drain(100);
+    for (const s of serverSockets) s.destroy();
+    await new Promise<void>((r) => (upstream ? upstream.close(() => r()) : r()));
+    removePki(pki);
+  });
+
+  const client = (): Promise<TLSSocket> =>
+    new Promise((resolve, reject) => {
+      const c = tlsConnect({ host: '127.0.0.1', port: agentPort, servername: 'relay.epag.test', ca: readFileSync(pki.agentCaCert) }, () => resolve(c));
+      c.once('error', reject);
+    });
+  const closed = (s: Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r())));
+
+  it('echoes through the proxy; the second connection to the same upstream cert hits the forge cache', async () => {
+    for (let i = 0; i < 2; i++) {
+      const c = await client();
+      c.write('hello\n');
+      const [d] = (await Promise.race([new Promise((r) => c.once('data', (x) => r([x]))), sleep(3000).then(() => [null])])) as [Buffer | null];
+      assert.equal(d?.toString(), 'hello\n');
+      c.end();
+      await closed(c);
+    }
+    const s = agent.counters.snapshot();
+    assert.equal(s.forge_cache_misses, 1);
+    assert.ok(s.forge_cache_hits >= 1);
+  });
+
+  it('backpressure: a client that stops reading stops the upstream too (bounded memory)', async () => {
+    const c = await client();
+    c.pause();
+    c.write('flood\n');
+    await sleep(1000);
+    const stalledAt = writtenWhilePaused;
+    await sleep(500);
+    assert.ok(writtenWhilePaused < 16 * 1024 * 1024, `upstream wrote ${writtenWhilePaused} bytes into a paused client`);
+    assert.ok(writtenWhilePaused - stalledAt <= 64 * 1024 * 4, 'the upstream kept writing');
+    c.destroy();
+    await sleep(100);
+  });
+
+  it('an upstream that dies mid-response closes the client cleanly', async () => {
+    const c = await client();
+    let got = '';
+    c.on('data', (d) => (got += d));
+    c.on('error', () => {});
+    c.write('hangup\n');
+    await closed(c);
+    assert.equal(got, 'partial');
+  });
+
+  it('idle connections are closed and counted', async () => {
+    const before = agent.counters.get('idle_timeout');
+    const c = await client();
+    c.on('error', () => {});
+    const t0 = Date.now();
+    await closed(c);
+    assert.ok(Date.now() - t0 >= 1200, 'closed before the idle timeout');
+    assert.equal(agent.counters.get('idle_timeout'), before + 1);
+  });
+
+  it('the connection cap refuses the extra connection and counts it; silent clients hit the handshake timeout', async () => {
+    await sleep(200);
+    assert.equal(agent.counters.activeConnections, 0);
+    const before = agent.counters.snapshot();
+    const held = await Promise.all([0, 1, 2].map(() => new Promise<Socket>((r) => { const s = netConnect(agentPort, '127.0.0.1', () => r(s)); s.on('error', () => {}); })));
+    await sleep(100);
+    const extra = netConnect(agentPort, '127.0.0.1');
+    extra.on('error', () => {});
+    await closed(extra);
+    assert.equal(agent.counters.get('connections_refused_limit'), before.connections_refused_limit + 1);
+    await Promise.all(held.map(closed));
+    assert.equal(agent.counters.get('handshake_timeout'), before.handshake_timeout + 3);
+    await sleep(100); // the agent sees its own sockets' 'close' a tick after the peers do
+    assert.equal(agent.counters.activeConnections, 0);
+  });
+
+  it('the health server serves /healthz and routes added by other parts (/metrics)', async () => {
+    const port = agent.healthAddress!.port;
+    const h = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json() as { ready: boolean; connections: { active: number }; errors: Record<string, number> };
+    assert.equal(h.ready, true);
+    assert.equal(typeof h.errors.idle_timeout, 'number');
+    assert.equal(h.errors.connections_accepted, undefined);
+    assert.equal(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), 'epoch_agent_up 1\n');
+    assert.equal((await fetch(`http://127.0.0.1:${port}/nope`)).status, 404);
+  });
+
+  it('drain waits for open connections, then stops accepting', async () => {
+    const c = await client();
+    c.on('error', () => {});
+    const draining = agent.drain(3000);
+    await sleep(200);
+    c.write('still-here\n');
+    const echoed = await new Promise((r) => c.once('data', (d) => r(d.toString())));
+    assert.equal(echoed, 'still-here\n');
+    c.end();
+    await draining;
+    await assert.rejects(client());
+  });
+});
