@@ -106,10 +106,11 @@ async function main(): Promise<void> {
     for (const t of targets) load(['newconns', t.ip, SNI, '1', '4']);
     const results: Record<string, Record<string, unknown>> = {};
     for (const t of targets) {
-      const measure = (args: string[]) => {
+      type Measured = Record<string, number> & { proxyCpuMs: number; requests: number; connections: number; bytes: number };
+      const measure = (args: string[]): Measured => {
         const c0 = cpuTicks(t.pids);
         const r = load(args);
-        return { ...r, proxyCpuMs: (cpuTicks(t.pids) - c0) * TICK_MS };
+        return { ...r, proxyCpuMs: (cpuTicks(t.pids) - c0) * TICK_MS } as Measured;
       };
       const ka = measure(['keepalive', t.ip, SNI, String(SECONDS), '50']);
       const nc = measure(['newconns', t.ip, SNI, String(SECONDS), '8']);
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
 
     // Forge path: 20 upstream certs the agent has never seen, then the same 20 again (forge cache warm).
     const agentFirst = load(['first', SNI, FORGE_IPS.join(',')]);
+    await sleep(500); // load() is synchronous: let the agent's connect-log lines arrive
     const forgeMs = agent.output().split('\n').filter((l) => l.includes('"forgeMs"')).map((l) => JSON.parse(l).forgeMs as number).slice(-20);
     const forge = {
       forgeMsP50: forgeMs.sort((a, b) => a - b)[Math.floor(forgeMs.length / 2)] ?? null,
@@ -142,7 +144,7 @@ async function main(): Promise<void> {
 
     // RSS with 1,000 open intercepted connections.
     const rssIdle = rssMb(agentPid);
-    const holder = await ns.spawn(NS, ['sh', '-c', `ulimit -n 8192; exec node ${join(repo, 'bench/agent-load.mjs')} hold ${VIA_AGENT} ${SNI} 1000`], /"held":1000/, env);
+    const holder = await ns.spawn(NS, ['sh', '-c', `ulimit -n 8192; exec node ${join(repo, 'bench/agent-load.mjs')} hold ${VIA_AGENT} ${SNI} 1000`], /"held":1000/, env, 300_000);
     await sleep(1000);
     const rss1000 = rssMb(agentPid);
     const active = JSON.parse(ns.exec(NS, ['curl', '-s', 'http://127.0.0.1:9443/healthz']).stdout).connections.active;

@@ -275,6 +275,8 @@ async function main(): Promise<void> {
   }
 }
 
+// A child whose parent went away (killed, or its stdout pipe closed) exits instead of lingering.
+if (role) process.on('disconnect', () => process.exit(0));
 if (role === 'upstream') void runUpstream(process.env.OBSERVE_BENCH_DIR!);
 else if (role === 'relay') void runRelay(process.env.OBSERVE_BENCH_DIR!, Number(process.env.OBSERVE_BENCH_UPSTREAM));
 else await main();

@@ -1,8 +1,10 @@
 // bench/runner-noop: a no-op (already converged) run over N lab hosts (default 50) through the real CLI path:
 // inventory + playbook loading, one SSH connection per host, facts in one round trip, gather + plan of a converged
 // task, recap. Reports wall time and controller peak RSS per run. Goal (issue 3): < 3 s wall, < 150 MB RSS.
+// The controller runs as an esbuild bundle (like dist/epoch-provision.mjs), so process wall time is what a user sees.
 // Usage: node --import tsx bench/runner-noop.ts [--hosts N] [--forks F] [--runs R]     (root; tears the lab down)
 import { spawnSync } from 'node:child_process';
+import { build } from 'esbuild';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,6 +26,9 @@ if (skip) {
 }
 
 const work = mkdtempSync(join(tmpdir(), 'eprn-bench-'));
+// Inside node_modules so the bundle resolves the npm dependencies it leaves external (as dist/ does).
+const bundle = join(repo, 'node_modules', '.cache', 'epoch-bench', 'runner-noop-child.mjs');
+await build({ entryPoints: [join(repo, 'bench/runner-noop-child.ts')], outfile: bundle, bundle: true, platform: 'node', target: 'node20', format: 'esm', packages: 'external', logLevel: 'warning' });
 try {
   mkdirSync(join(work, 'playbooks'));
   writeFileSync(
@@ -37,7 +42,7 @@ try {
       const processStart = performance.now();
       const r = spawnSync(
         process.execPath,
-        ['--import', import.meta.resolve('tsx'), join(repo, 'bench/runner-noop-child.ts'), '--inventory', lab.inventoryPath, 'playbooks/site.yml', '--yes', '--forks', String(forks), '--output', 'json', '--log-dir', join(work, 'logs')],
+        [bundle, '--inventory', lab.inventoryPath, 'playbooks/site.yml', '--yes', '--forks', String(forks), '--output', 'json', '--log-dir', join(work, 'logs')],
         { cwd: work, encoding: 'utf8', timeout: 120_000 },
       );
       const processMs = Math.round(performance.now() - processStart);

@@ -263,6 +263,12 @@ table ip6 epag {
     assert.ok(!agentOutput().includes('PING epag'));
   });
 
+  it('GET /metrics on the health server (added by the metrics exporter) reports intercepted traffic', () => {
+    const r = ns.exec(PX, ['curl', '-sS', '--max-time', '5', `http://127.0.0.1:${HEALTH_PORT}/metrics`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /connections_intercepted/);
+  });
+
   it('incoming mode: inbound TLS is terminated with the user certificate chosen by SNI and forwarded to the local service', async () => {
     nft(`table ip epag_in {
   chain pre { type nat hook prerouting priority -100; policy accept; tcp dport 443 redirect to :${INCOMING_PORT}; }

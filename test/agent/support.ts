@@ -76,12 +76,12 @@ export class Namespaces {
   }
 
   /** Starts a long-running process in `ns`; resolves once `ready` matches its stdout or stderr. */
-  spawn(ns: string, argv: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<{ proc: ChildProcess; output: () => string }> {
+  spawn(ns: string, argv: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}, readyTimeoutMs = 20_000): Promise<{ proc: ChildProcess; output: () => string }> {
     const proc = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.procs.push(proc);
     let out = '';
     return new Promise((resolveP, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${argv.join(' ')} not ready within 20 s:\n${out}`)), 20_000);
+      const timer = setTimeout(() => reject(new Error(`${argv.join(' ')} not ready within ${readyTimeoutMs} ms:\n${out}`)), readyTimeoutMs);
       const onData = (d: Buffer) => {
         out += d.toString();
         if (out.length > 4_000_000) out = out.slice(-2_000_000);

@@ -177,6 +177,16 @@ async function scenario(params: Record<string, unknown>, backend: string): Promi
     assert.equal(await ruleset(), pristine, 'no rule of ours is left while the agent is down');
     await waitFor('redirected again after the agent restarted', 20_000, async () => (await probe('nobody')) === 'agent');
     assert.equal(await ruleset(), withRules);
+    // A clean stop takes the binding down with it (BindsTo=); starting the agent brings it back (the drop-in's
+    // Wants=, as at boot), and the rules return only after the health check.
+    await lab.execOk(host, ['systemctl', 'stop', 'epoch-agent.service']);
+    assert.equal((await lab.exec(host, ['systemctl', 'is-active', 'epoch-firewall.service'])).stdout.trim(), 'inactive');
+    assert.equal(await ruleset(), pristine);
+    assert.equal(await probe('nobody'), 'target');
+    await lab.execOk(host, ['systemctl', 'start', 'epoch-agent.service']);
+    await waitFor('redirected after a clean start of the agent', 10_000, async () => (await probe('nobody')) === 'agent');
+    assert.equal((await lab.exec(host, ['systemctl', 'is-active', 'epoch-firewall.service'])).stdout.trim(), 'active');
+    assert.equal(await ruleset(), withRules);
     await sshStillWorks();
 
     // 6. A change the controller never confirms (connection dropped): the host reverts on its own.
@@ -191,9 +201,12 @@ async function scenario(params: Record<string, unknown>, backend: string): Promi
     // 7. Uninstall: the ruleset is exactly what it was before install.
     t = await connectLabHost(lab, host);
     const removed = await converge(t, firewallModule, { ...c.params, state: 'absent' });
-    assert.deepEqual(removed.map((x) => x.id), ['firewall:arm-revert', 'firewall:remove']);
+    assert.deepEqual(removed.map((x) => x.id), ['firewall:snapshot', 'firewall:remove']);
     await t.close();
-    await confirmOverNewConnection();
+    // Removal arms nothing (it can only make traffic flow directly): there is nothing to confirm.
+    const c2 = await connectLabHost(lab, host);
+    assert.deepEqual(await planOn(c2, firewallConfirmModule, {}), []);
+    await c2.close();
     assert.equal(await ruleset(), pristine);
     assert.equal(await probe('nobody'), 'target');
     assert.equal((await lab.exec(host, ['systemctl', 'is-active', 'epoch-firewall.service'])).stdout.trim(), 'inactive');

@@ -164,20 +164,30 @@ test('real Prometheus: scrape and remote-write show exact counts; a killed colle
     // No raw query string reached Prometheus.
     assert.deepEqual(await prom.query('count({http_route=~".*(\\\\?|secret|session).*"})'), []);
 
-    // Phase 2: kill Prometheus during traffic; the pipeline spools while it is down.
+    // Phase 2: kill Prometheus while traffic flows (10 requests spread over ~4 s, the kill after the first ones);
+    // the pipeline keeps snapshotting into the spool while it is down.
+    const traffic = (async () => {
+      for (let i = 0; i < 6; i++) {
+        assert.equal(await h1Request(h1Port, agent, 'GET', `/users/${2000 + i}`), 200);
+        if (i < 4) assert.equal(await h2Request(session, `/h2/items/${10 + i}`), 200);
+        await sleep(700);
+      }
+    })();
+    await sleep(1000);
     await prom.kill();
-    for (let i = 0; i < 3; i++) assert.equal(await h1Request(h1Port, agent, 'GET', `/users/${2000 + i}`), 200);
-    for (let i = 0; i < 2; i++) assert.equal(await h2Request(session, `/h2/items/${10 + i}`), 200);
-    await sleep(4000); // a few intervals of snapshots pile up in the spool
+    await traffic;
+    await sleep(1500); // snapshots after the last request pile up too
     assert.ok(pipeline.spool!.length >= 2, `spool holds batches while the collector is down (${pipeline.spool!.length})`);
     await prom.start();
     assert.ok(await pipeline.drained(30_000), 'the spool drains after the restart');
     await pipeline.collect();
     assert.ok(await pipeline.drained(10_000));
 
-    const expected2 = { ...expected1, 'api.example.test GET /users/{id} 200 1.1': 8, 'h2.example.test GET /h2/items/{id} 200 2': 6 };
-    const got2 = await until(() => prom.exchangeCounts('epoch-rw'), (c) => JSON.stringify(sortKeys(c)) === JSON.stringify(sortKeys(expected2)));
-    assert.deepEqual(sortKeys(got2), sortKeys(expected2));
+    const expected2 = { ...expected1, 'api.example.test GET /users/{id} 200 1.1': 11, 'h2.example.test GET /h2/items/{id} 200 2': 8 };
+    for (const job of ['epoch-rw', 'epoch-scrape']) {
+      const got2 = await until(() => prom.exchangeCounts(job), (c) => JSON.stringify(sortKeys(c)) === JSON.stringify(sortKeys(expected2)));
+      assert.deepEqual(sortKeys(got2), sortKeys(expected2), job);
+    }
     // None missing: Prometheus holds exactly one sample per batch the pipeline sent, including every spooled one.
     const text = pipeline.renderMetrics();
     const sent = Number(/epoch_agent_remote_write_batches_sent_total (\d+)/.exec(text)![1]);

@@ -8,7 +8,7 @@ import { isUnreachableError } from '../../provisioner/src/core/errors';
 import type { CommandLogEntry } from '../../provisioner/src/transport/command-log';
 import { isHostKeyError } from '../../provisioner/src/transport/host-key-error';
 import { fingerprintOfBlob } from '../../provisioner/src/transport/known-hosts';
-import { SshTransport, type SshTransportOptions } from '../../provisioner/src/transport/ssh-transport';
+import { JumpPool, SshTransport, type SshTransportOptions } from '../../provisioner/src/transport/ssh-transport';
 import { type NetnsSshLab, skipReason, startNetnsSshLab } from './netns-sshd';
 
 const skip = skipReason();
@@ -122,6 +122,26 @@ describe('ssh transport (netns sshd)', { skip }, () => {
     }
   });
 
+  test('hosts behind one bastion share one connection to it (JumpPool), closed with the last host', async () => {
+    const pool = new JumpPool();
+    const bastionConnections = () =>
+      execFileSync('ip', ['netns', 'exec', lab.bastion.namespace, 'ss', '-Htn', 'state', 'established', `( sport = :${lab.bastion.port} )`]).toString().trim().split('\n').filter(Boolean).length;
+    const viaBastion = () =>
+      SshTransport.connect(
+        optionsFor({ hostName: 'inner', target: { address: lab.inner.address, port: lab.inner.port, user: 'root' }, jumps: [{ address: lab.bastion.address, port: lab.bastion.port, user: 'root' }], jumpPool: pool }),
+      );
+    const transports = await Promise.all([viaBastion(), viaBastion(), viaBastion()]);
+    try {
+      const outputs = await Promise.all(transports.map((t) => t.exec(['hostname'])));
+      assert.ok(outputs.every((r) => r.exitCode === 0));
+      assert.equal(bastionConnections(), 1);
+    } finally {
+      for (const t of transports) await t.close();
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(bastionConnections(), 0, 'the shared bastion connection is closed with its last user');
+  });
+
   test('an unknown host key is refused without --accept-new-host-keys', async () => {
     const empty = join(lab.dir, 'known_hosts_empty');
     writeFileSync(empty, '');
@@ -171,6 +191,18 @@ describe('ssh transport (netns sshd)', { skip }, () => {
         e.message.includes(newFingerprint),
     );
     assert.equal(readFileSync(lab.knownHosts, 'utf8'), before, 'known_hosts is not touched');
+  });
+
+  test('a connection lost mid-run makes later commands reject with UnreachableError', async () => {
+    const t = await SshTransport.connect(optionsFor());
+    try {
+      // The shell's parent is this connection's sshd session process: killing it drops the connection.
+      await t.exec(['sh', '-c', 'kill -9 $PPID'], { timeoutMs: 5000 });
+      await new Promise((r) => setTimeout(r, 200));
+      await assert.rejects(t.exec(['true']), (e) => isUnreachableError(e) && /connection lost/.test(e.message));
+    } finally {
+      await t.close();
+    }
   });
 
   test('connection refused and failed authentication are unreachable, not failed', async () => {

@@ -27,6 +27,8 @@ export interface CliContext {
   version: string;
   /** Supplied by main when an observation sink exists (agent/src/observe); null means relay only. */
   makeSink?: (config: AgentConfig, agent: Agent) => ObservationSink | null;
+  /** Runs after the drain on SIGTERM (flushes metrics). */
+  onStop?: () => Promise<void>;
   out?: (s: string) => void;
   err?: (s: string) => void;
 }
@@ -171,13 +173,16 @@ async function run(argv: string[], ctx: CliContext, err: (s: string) => void): P
       if (stopping) return;
       stopping = true;
       log.info('signal received', { signal });
-      agent.drain(DRAIN_MS).then(
-        () => resolve(0),
-        (e: Error) => {
-          err(`epoch-agent: drain failed: ${e.message}\n`);
-          resolve(1);
-        },
-      );
+      agent
+        .drain(DRAIN_MS)
+        .then(() => ctx.onStop?.())
+        .then(
+          () => resolve(0),
+          (e: Error) => {
+            err(`epoch-agent: drain failed: ${e.message}\n`);
+            resolve(1);
+          },
+        );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -93,6 +93,22 @@ test('spool: bounded in bytes, oldest dropped and counted, survives reopening, i
     await reopened.add(Buffer.alloc(10), 1);
     assert.deepEqual(readdirSync(dir).sort(), ['0000000000000004-13.rw', '0000000000000005-14.rw', '0000000000000006-1.rw']);
     assert.throws(() => new Spool(dir, 0), /maxSpoolBytes must be > 0/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('spool opened as root inside a state dir owned by the agent user belongs to that user', {
+  skip: process.getuid?.() === 0 ? false : 'needs root (chown)',
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'epoch-spool-owner-'));
+  try {
+    chownSync(dir, 65534, 65534);
+    const s = new Spool(join(dir, 'remote-write-spool'), 1000);
+    await s.open();
+    const st = statSync(join(dir, 'remote-write-spool'));
+    assert.equal(st.uid, 65534);
+    assert.equal(st.mode & 0o777, 0o700);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

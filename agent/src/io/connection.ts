@@ -128,17 +128,13 @@ class ProxyConnection {
       this.log.sni = this.hello.sni;
       this.log.alpnOffered = this.hello.alpn;
     }
-    if (decision.action === 'passthrough' && this.mode === 'outgoing') {
+    if (decision.action === 'passthrough') {
       this.shared.counters.inc(decision.counter);
       this.log.reason = decision.reason;
       this.passthrough();
       return;
     }
-    if (decision.action === 'passthrough' && decision.counter === 'passthrough_not_tls') {
-      this.fail('client_hello_invalid', 'incoming listener got non-TLS bytes');
-      return;
-    }
-    this.connectUpstreamTls(this.hello!);
+    this.connectUpstreamTls(decision.hello);
   };
 
   // ---- passthrough: plain TCP to the original destination, bytes untouched ----

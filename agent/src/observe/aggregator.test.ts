@@ -44,6 +44,16 @@ test('the number of servers is capped too', () => {
   assert.deepEqual([...new Set([...a.duration.series.values()].map((s) => s.labels[0]))].sort(), ['x', 'y', overflowLabel].sort());
 });
 
+test('the total number of exchange series is capped; the excess folds into {overflow} server and route', () => {
+  const a = new Aggregator({ maxRoutesPerServer: 100, maxExchangeSeries: 4 });
+  for (const s of ['a', 'b', 'c', 'd', 'e', 'f']) a.recordExchange(info(s), rec('/x'));
+  a.recordExchange(info('g'), rec('/y', 500));
+  const keys = [...a.duration.series.values()].map((s) => `${s.labels[0]} ${s.labels[4]} ${s.labels[3]}`).sort();
+  assert.deepEqual(keys, ['a /x 200', 'b /x 200', 'c /x 200', 'd /x 200', `${overflowLabel} ${overflowLabel} 200`, `${overflowLabel} ${overflowLabel} 500`].sort());
+  const overflowCount = [...a.duration.series.values()].find((s) => s.labels[0] === overflowLabel && s.labels[3] === '200')!.value.count;
+  assert.equal(overflowCount, 2);
+});
+
 test('the sink counts fatal parse errors in AgentCounters and picks the framer by ALPN', () => {
   const a = new Aggregator({ maxRoutesPerServer: 10 });
   const counters = new AgentCounters();

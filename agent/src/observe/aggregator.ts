@@ -69,6 +69,8 @@ export interface AggregatorOptions {
   routeRules?: readonly RouteRule[];
   maxRoutesPerServer: number;
   maxServers?: number;
+  /** Label combinations of the per-exchange histograms; beyond it server and route fold into `{overflow}`. */
+  maxExchangeSeries?: number;
 }
 
 const exchangeLabels = [
@@ -87,6 +89,7 @@ export class Aggregator {
   readonly templater: RouteTemplater;
   private readonly maxRoutesPerServer: number;
   private readonly maxServers: number;
+  private readonly maxExchangeSeries: number;
   private readonly routesByServer = new Map<string, Set<string>>();
   /** All series one exchange updates, by its label key: one lookup per exchange on the hot path. */
   private readonly exchangeSeries = new Map<string, ExchangeSeries>();
@@ -112,6 +115,7 @@ export class Aggregator {
     this.templater = new RouteTemplater(options.routeRules ?? []);
     this.maxRoutesPerServer = options.maxRoutesPerServer;
     this.maxServers = options.maxServers ?? 1000;
+    this.maxExchangeSeries = options.maxExchangeSeries ?? 2500;
   }
 
   families(): MetricFamily[] {
@@ -126,7 +130,7 @@ export class Aggregator {
   }
 
   recordExchange(info: ConnectionInfo, rec: ExchangeRecord): void {
-    const server = this.server(info.serverAddress);
+    let server = this.server(info.serverAddress);
     let route = this.templater.route(rec.target);
     let routes = this.routesByServer.get(server);
     if (!routes) {
@@ -142,8 +146,16 @@ export class Aggregator {
       }
     }
     const method = knownMethods.has(rec.method) ? rec.method : '_OTHER';
-    const key = `${server}\u0000${info.serverPort}\u0000${method}\u0000${rec.status}\u0000${route}\u0000${rec.protocolVersion}`;
+    let key = `${server}\u0000${info.serverPort}\u0000${method}\u0000${rec.status}\u0000${route}\u0000${rec.protocolVersion}`;
     let s = this.exchangeSeries.get(key);
+    if (!s && this.exchangeSeries.size >= this.maxExchangeSeries) {
+      // Memory bound across all servers: fold into one overflow server/route (method, status, version stay).
+      if (route !== overflowLabel) counterSeries(this.overflowed, [server]).value++;
+      server = overflowLabel;
+      route = overflowLabel;
+      key = `${server}\u0000${info.serverPort}\u0000${method}\u0000${rec.status}\u0000${route}\u0000${rec.protocolVersion}`;
+      s = this.exchangeSeries.get(key);
+    }
     if (!s) {
       const labels = [server, String(info.serverPort), method, String(rec.status), route, rec.protocolVersion];
       s = {

@@ -3,7 +3,7 @@
 // ConfigError (core/errors.ts, exit 2), each with `file:line:column` and the offending value.
 //
 // Inventory
-//   loadInventory(spec, {cwd?, vaultPassword?, keepEncrypted?}): Promise<Inventory>
+//   loadInventory(spec, {cwd?, vaultPassword?, keepEncrypted?, playbookDir?}): Promise<Inventory>
 //     spec: `prod` → `<cwd>/inventories/prod` (folder or file) if it exists, else a file/folder path.
 //     Ansible INI and YAML, folders of inventory files, group_vars/ and host_vars/ (files and folders), host ranges.
 //     Host vars are merged with Ansible's precedence (all < parent < child group < host; same depth by
@@ -21,7 +21,7 @@
 //   formatInventoryList(inv, limit?): string           `ansible-inventory --list` JSON
 //
 // Playbooks
-//   loadPlaybook(path, {inventory?, extraVars?, limit?, tags?, vaultPassword?, onWarning?}): Promise<Play[]>
+//   loadPlaybook(path, {inventory?, extraVars?, limit?, tags?, vaultPassword?, onWarning?, runtimeVars?}): Promise<Play[]>
 //     Task params are returned UNRESOLVED (templates intact, exactly as written, free-form strings turned into
 //     their mapping). Loading checks the shape, module names, template and `when` syntax, and validates params
 //     that hold no template. With `inventory` it also preflights: for every host each play selects (after
@@ -35,7 +35,9 @@
 //   evaluateWhen(task.when, vars, task.whenLocation ?? task.location): boolean
 //   filterTasksByTags(tasks, {tags, skipTags}): Task[]  Ansible semantics incl. always/never/tagged/untagged
 //
-// Modules: modules/registry.ts (registerModule/getModule/listModules). Importing this file registers `command`.
+// Modules: modules/registry.ts (registerModule/getModule/listModules). Importing this file registers `command`;
+// import the other module folders before loadPlaybook, or their names are reported as unknown modules.
+// Error messages never echo a decrypted vault value (vault.ts keeps the clear texts in memory to mask them).
 export { connectionSpecFor, connectionSpecsFor, magicVars, parseSshArgs, type ConnectionOptions } from './connection';
 export { loadInventory, readVaultPasswordFile, resolveInventorySpec, type LoadInventoryOptions } from './inventory';
 export { formatInventoryList, inventoryList } from './inventory-list';

@@ -21,6 +21,13 @@ export function parseYamlInventory(src: YamlSource, b: InventoryBuilder): void {
     b.problems.add(src.locate([]), `a YAML inventory must be a mapping of groups (e.g. all:), got ${show(top)}`);
     return;
   }
+  if (typeof top.plugin === 'string') {
+    b.problems.add(
+      src.locateKey(['plugin']),
+      `inventory plugin configuration (plugin: ${top.plugin}) is not supported: dynamic inventories are not read (expected a static YAML or INI inventory, e.g. the output of ansible-inventory --list -y)`,
+    );
+    return;
+  }
   for (const [name, data] of Object.entries(top)) parseGroup(src, b, name, data, [name], undefined);
 }
 

@@ -251,12 +251,13 @@ test('a file without extension is YAML when it parses as a YAML inventory, INI o
   }
 });
 
-test('dynamic inventory scripts are refused clearly', async () => {
-  const dir = tree({ 'ec2.py': '#!/usr/bin/env python3\nprint("{}")\n' });
+test('dynamic inventory scripts and plugin configs are refused clearly', async () => {
+  const dir = tree({ 'ec2.py': '#!/usr/bin/env python3\nprint("{}")\n', 'aws_ec2.yml': 'plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n' });
   try {
     assert.deepEqual(await problemsOf(loadInventory(join(dir, 'ec2.py'))), [
       'ec2.py:1:1: dynamic inventory scripts are not supported (expected an INI or YAML inventory file)',
     ]);
+    assert.match((await problemsOf(loadInventory(join(dir, 'aws_ec2.yml'))))[0]!, /^aws_ec2\.yml:1:1: inventory plugin configuration \(plugin: amazon\.aws\.aws_ec2\) is not supported/);
   } finally {
     rmSync(dir, { recursive: true });
   }
@@ -271,4 +272,22 @@ test('group_vars for an unknown group is a warning, not an error', async () => {
   } finally {
     rmSync(dir, { recursive: true });
   }
+});
+
+test('a Kubernetes-style INI ([all] hosts with vars, empty group, umbrella group, [all:vars]) loads unchanged', async () => {
+  const inv = await loadInventory(join(fixtures, 'k8s-style/inventory.ini'));
+  assert.deepEqual([...inv.hosts.keys()], ['node1', 'node2', 'node3', 'node4', 'node5']);
+  assert.deepEqual(inv.groups.get('all')!.children, ['ungrouped', 'etcd', 'k8s_cluster']);
+  assert.deepEqual(inv.groups.get('ungrouped')!.hosts, []);
+  assert.deepEqual(inv.groups.get('k8s_cluster')!.children, ['kube_control_plane', 'kube_node', 'calico_rr']);
+  const node1 = inv.hosts.get('node1')!.vars;
+  assert.equal(node1.etcd_member_name, 'etcd1');
+  assert.equal(node1.ansible_python_interpreter, '/usr/bin/python3');
+  assert.equal(node1.kube_network_plugin, 'calico', 'group_vars/k8s_cluster/ folder');
+  assert.equal(node1.bin_dir, '/usr/local/bin');
+  assert.equal(inv.hosts.get('node3')!.vars.kube_proxy_mode, 'ipvs', 'node3 is in k8s_cluster through kube_node');
+  assert.equal(inv.hosts.get('node3')!.vars.kube_apiserver_ip, "{{ kube_service_addresses | default('10.233.0.0/18') }}");
+  const listed = JSON.parse(formatInventoryList(inv)) as Record<string, unknown>;
+  assert.equal(listed.calico_rr, undefined);
+  assert.equal(listed.ungrouped, undefined);
 });

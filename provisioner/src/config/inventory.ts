@@ -7,7 +7,7 @@ import { parseIniInventory } from './inventory-ini';
 import { looksLikeYamlInventory, parseYamlInventory } from './inventory-yaml';
 import { Problems, show } from './problems';
 import type { Inventory } from './types';
-import { decryptVault, isVaultText, VaultFormatError, VaultPasswordError, VaultValue } from './vault';
+import { decryptVault, isVaultText, registerSecret, VaultFormatError, VaultPasswordError, VaultValue } from './vault';
 import { displayPath, parseYamlSource } from './yaml-source';
 
 export interface LoadInventoryOptions {
@@ -195,6 +195,8 @@ function loadVarsFile(path: string, layer: VarsLayer, b: InventoryBuilder, optio
     b.problems.add(src.locate([]), `a vars file must be a mapping of variable names to values, got ${show(value)}`);
     return;
   }
+  // Every value of a decrypted vault file is a secret as far as error messages go
+  if (read.suffix) registerSecret(value);
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
     layer.vars[k] = v;
     layer.varLocations[k] = src.locate([k]);

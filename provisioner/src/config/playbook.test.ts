@@ -55,7 +55,7 @@ const good = `
       when:
         - epoch_canary | default(false) | bool
       tags: [canary, never]
-- hosts: staging
+- hosts: [staging, monitor.example.com]
   serial: 2
   tasks: []
 `;
@@ -68,7 +68,7 @@ test('a playbook loads into plays with normalised serial, tags and unresolved pa
   assert.deepEqual(p1.serial, [1, '10%', '50%']);
   assert.equal(p1.maxFailPercentage, 20);
   assert.deepEqual(p2.serial, [2]);
-  assert.equal(p2.name, 'staging');
+  assert.equal(p2.hosts, 'staging,monitor.example.com');
   assert.deepEqual(p1.tasks.map((t) => t.tags), [['epoch', 'record'], ['epoch'], ['epoch', 'canary', 'never']]);
   assert.deepEqual(p1.tasks[0]!.params, { argv: ['touch', '{{ marker }}'], creates: '{{ marker }}' });
   assert.deepEqual(p1.tasks[1]!.params, { cmd: 'logger -t epoch "rollout on {{ inventory_hostname }}"' });
@@ -301,4 +301,20 @@ test('loadRun reads group_vars/ and host_vars/ beside the playbook above the inv
   } finally {
     rmSync(root, { recursive: true });
   }
+});
+
+test('error messages never echo a decrypted vault value', async () => {
+  const envelope = encryptVault('very-secret-token', 'pw').split('\n').join('\n        ');
+  const path = playbook(`
+- hosts: web
+  vars:
+    token: !vault |
+        ${envelope}
+  tasks:
+    - command: {argv: [echo], creates: "{{ token }}x"}
+`);
+  const problems = await problemsOf(loadPlaybook(path, { vaultPassword: 'pw', inventory: inv }));
+  assert.ok(problems.length > 0);
+  for (const p of problems) assert.ok(!p.includes('very-secret-token'), p);
+  assert.match(problems[0]!, /got "<secret>x"/);
 });

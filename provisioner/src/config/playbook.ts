@@ -61,7 +61,8 @@ const serialItem = z.union([z.number().int().min(1), percent, z.string().regex(/
 const playSchema = z
   .object({
     name: z.string().optional(),
-    hosts: z.string().min(1, 'hosts must name a host pattern'),
+    // A list of patterns means their union, as in Ansible
+    hosts: z.union([z.string(), z.array(z.string().min(1)).min(1).transform((l) => l.join(','))]).pipe(z.string().min(1, 'hosts must name a host pattern')),
     serial: z.union([serialItem, z.array(serialItem).min(1)]).optional(),
     max_fail_percentage: z.number().min(0).max(100).optional(),
     vars: z.record(z.string(), z.unknown()).nullable().optional(),

@@ -1,5 +1,6 @@
 // Config errors are collected, never thrown one at a time: the user fixes every problem in one pass (exit 2).
 import { ConfigError, type ConfigProblem } from '../core/errors';
+import { maskSecrets } from './vault';
 
 export class Problems {
   readonly list: ConfigProblem[] = [];
@@ -41,5 +42,6 @@ export function show(value: unknown): string {
   } catch {
     text = String(value);
   }
+  text = maskSecrets(text);
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }

@@ -29,6 +29,25 @@ export class VaultValue {
   }
 }
 
+/**
+ * Clear texts of everything decrypted in this process (memory only), so error messages never echo a secret:
+ * problems.ts' show() masks them.
+ */
+const knownSecrets = new Set<string>();
+
+export function registerSecret(value: unknown): void {
+  if (typeof value === 'string' && value.trim().length >= 3) knownSecrets.add(value.trim());
+  else if (Array.isArray(value)) for (const v of value) registerSecret(v);
+  else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) registerSecret(v);
+}
+
+/** Replaces every known secret inside `text` with <secret>. */
+export function maskSecrets(text: string): string {
+  let out = text;
+  for (const secret of knownSecrets) if (out.includes(secret)) out = out.split(secret).join('<secret>');
+  return out;
+}
+
 export const isVaultText = (text: string): boolean => text.trimStart().startsWith('$ANSIBLE_VAULT;');
 
 function deriveKeys(password: string, salt: Buffer): { key: Buffer; hmacKey: Buffer; iv: Buffer } {
@@ -75,5 +94,7 @@ export function decryptVault(envelope: string, password: string): string {
   const padded = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
   const padLength = padded.at(-1) ?? 0;
   if (padLength < 1 || padLength > 16 || padLength > padded.length) throw new VaultFormatError('bad PKCS#7 padding');
-  return padded.subarray(0, padded.length - padLength).toString('utf8');
+  const plaintext = padded.subarray(0, padded.length - padLength).toString('utf8');
+  registerSecret(plaintext);
+  return plaintext;
 }

@@ -701,7 +701,12 @@ export async function labClean(opts: { names?: string[]; all?: boolean; staleOnl
   if (opts.all) {
     for (let s = 0; s <= maxSlot; s++) slots.add(s);
   } else {
-    for (const name of opts.names ?? [defaultLabName]) if (name === defaultLabName) slots.add(0);
+    // A lab whose state file is gone is still known by its slot file.
+    const names = opts.names ?? [defaultLabName];
+    if (names.includes(defaultLabName)) slots.add(0);
+    for (const f of existsSync(slotsDir) ? readdirSync(slotsDir) : []) {
+      if (names.includes(readFileSync(join(slotsDir, f), 'utf8').trim())) slots.add(Number(f));
+    }
   }
   const inUse = new Set(listLabs().map((n) => loadState(n)?.slot));
   const strays: string[] = [];

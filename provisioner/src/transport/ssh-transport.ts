@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { Client, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import type { Argv } from '../core/change';
 import { RemoteCommandError, UnreachableError } from '../core/errors';
 import type { CommandLogger } from './command-log';
@@ -42,6 +42,8 @@ export interface SshTransportOptions {
   /** Run commands through sudo unless a call says otherwise (ansible_become). */
   become?: { user: string; password?: string };
   onCommand?: CommandLogger;
+  /** Shares bastion connections between the hosts behind them (one per run); without it each host opens its own. */
+  jumpPool?: JumpPool;
 }
 
 const defaults = { connectTimeoutMs: 15_000, commandTimeoutMs: 120_000, keepaliveIntervalMs: 10_000, maxChannels: 8 };
@@ -64,38 +66,35 @@ export class SshTransport implements Transport {
 
   private constructor(
     private readonly options: SshTransportOptions,
-    private readonly clients: Client[],
+    private readonly client: Client,
+    private readonly jumpChain: JumpChain | undefined,
   ) {
     this.hostName = options.hostName;
     this.channels = new Semaphore(options.maxChannels ?? defaults.maxChannels);
-    const target = clients[clients.length - 1];
-    target?.on('close', () => {
+    client.on('close', () => {
       this.lostReason ??= 'connection closed';
     });
-    target?.on('error', (err: Error) => {
+    client.on('error', (err: Error) => {
       this.lostReason = err.message;
     });
   }
 
   /** Connects through every hop. Connection, host-key and authentication failures reject with UnreachableError. */
   static async connect(options: SshTransportOptions): Promise<SshTransport> {
-    const hops = [...(options.jumps ?? []), options.target];
-    const clients: Client[] = [];
+    const jumps = options.jumps ?? [];
+    let chain: JumpChain | undefined;
     try {
       let sock: Duplex | undefined;
-      for (const [index, hop] of hops.entries()) {
-        const isTarget = index === hops.length - 1;
-        const label = isTarget ? options.hostName : `${options.hostName} (via bastion ${hop.address}:${hop.port})`;
-        const client = await connectHop(options, hop, label, sock);
-        clients.push(client);
-        const next = hops[index + 1];
-        if (next) sock = await forwardTo(client, next, label, options.hostName);
+      if (jumps.length > 0) {
+        chain = await (options.jumpPool ?? new JumpPool()).acquire(options, jumps);
+        sock = await forwardTo(chain.last, options.target, `${options.hostName} (via bastion ${chain.label})`, options.hostName);
       }
+      const client = await connectHop(options, options.target, options.hostName, sock);
+      return new SshTransport(options, client, chain);
     } catch (err) {
-      for (const c of clients.reverse()) c.end();
+      chain?.release();
       throw err;
     }
-    return new SshTransport(options, clients);
   }
 
   async exec(argv: Argv, options: ExecOptions = {}): Promise<ExecResult> {
@@ -126,7 +125,8 @@ export class SshTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    for (const client of [...this.clients].reverse()) client.end();
+    this.client.end();
+    this.jumpChain?.release();
   }
 
   private becomeApplies(requested: boolean | undefined): boolean {
@@ -172,11 +172,11 @@ export class SshTransport implements Transport {
   }
 
   private runChannel(command: string, stdin: string | Buffer | undefined, timeoutMs: number): Promise<RawResult> {
-    const client = this.clients[this.clients.length - 1];
-    if (!client || this.lostReason) return Promise.reject(new UnreachableError(`${this.hostName}: SSH connection lost (${this.lostReason})`, this.hostName));
+    const client = this.client;
+    if (this.lostReason) return Promise.reject(new UnreachableError(`${this.hostName}: SSH connection lost (${this.lostReason})`, this.hostName));
     const started = performance.now();
     return new Promise((resolve, reject) => {
-      client.exec(command, (err, stream) => {
+      const onChannel = (err: Error | undefined, stream: ClientChannel) => {
         if (err) {
           const why = this.lostReason ? `SSH connection lost (${this.lostReason})` : `cannot open an SSH channel: ${err.message}`;
           reject(new UnreachableError(`${this.hostName}: ${why}`, this.hostName, { cause: err }));
@@ -220,13 +220,19 @@ export class SshTransport implements Transport {
         stream.on('close', finish);
         if (stdin !== undefined) stream.end(stdin);
         else stream.end();
-      });
+      };
+      try {
+        client.exec(command, onChannel);
+      } catch (err) {
+        // ssh2 throws synchronously when the connection is already gone.
+        this.lostReason ??= (err as Error).message;
+        reject(new UnreachableError(`${this.hostName}: SSH connection lost (${this.lostReason})`, this.hostName, { cause: err }));
+      }
     });
   }
 
   private sftp(): Promise<SFTPWrapper> {
-    const client = this.clients[this.clients.length - 1];
-    if (!client) return Promise.reject(new Error('no SSH client'));
+    const client = this.client;
     this.sftpSession ??= new Promise((resolve, reject) => {
       client.sftp((err, sftp) => (err ? reject(new UnreachableError(`${this.hostName}: cannot start SFTP: ${err.message}`, this.hostName, { cause: err })) : resolve(sftp)));
     });
@@ -362,4 +368,82 @@ function forwardTo(client: Client, next: SshHop, label: string, hostName: string
       else resolve(stream);
     });
   });
+}
+
+interface JumpChain {
+  /** The innermost bastion, which forwards to the target. */
+  last: Client;
+  label: string;
+  release(): void;
+}
+
+/**
+ * One connection per bastion chain, shared by every host behind it (each target is one forwarded channel), so a
+ * fleet behind one bastion does not open hundreds of connections to it (and trip its sshd MaxStartups).
+ * Closed when the last host using it closes; dropped from the pool if it dies, so the next host reconnects.
+ */
+export class JumpPool {
+  private readonly chains = new Map<string, { clients: Promise<Client[]>; users: number }>();
+
+  async acquire(options: SshTransportOptions, jumps: readonly SshHop[]): Promise<JumpChain> {
+    const key = jumps.map((h) => `${h.user}@${h.address}:${h.port}`).join(' > ');
+    let entry = this.chains.get(key);
+    if (!entry) {
+      const created = { clients: openChain(options, jumps, key), users: 0 };
+      entry = created;
+      this.chains.set(key, created);
+      created.clients.then(
+        (clients) => {
+          for (const c of clients) c.once('close', () => this.chains.get(key) === created && this.chains.delete(key));
+        },
+        () => this.chains.get(key) === created && this.chains.delete(key),
+      );
+    }
+    entry.users += 1;
+    const held = entry;
+    let clients: Client[];
+    try {
+      clients = await held.clients;
+    } catch (err) {
+      held.users -= 1;
+      // The shared attempt may have been started for another host: re-label the error for this one.
+      const message = err instanceof Error ? err.message : String(err);
+      if (err instanceof HostKeyError) throw new HostKeyError(`${options.hostName}: ${message}`, options.hostName, err.reason);
+      throw new UnreachableError(`${options.hostName}: ${message}`, options.hostName, { cause: err });
+    }
+    const last = clients[clients.length - 1] as Client;
+    let released = false;
+    return {
+      last,
+      label: key,
+      release: () => {
+        if (released) return;
+        released = true;
+        held.users -= 1;
+        if (held.users === 0) {
+          if (this.chains.get(key) === held) this.chains.delete(key);
+          for (const c of [...clients].reverse()) c.end();
+        }
+      },
+    };
+  }
+}
+
+async function openChain(options: SshTransportOptions, jumps: readonly SshHop[], key: string): Promise<Client[]> {
+  const clients: Client[] = [];
+  try {
+    let sock: Duplex | undefined;
+    for (const [index, hop] of jumps.entries()) {
+      const label = `bastion ${hop.address}:${hop.port}`;
+      const client = await connectHop(options, hop, label, sock);
+      clients.push(client);
+      const next = jumps[index + 1];
+      if (next) sock = await forwardTo(client, next, label, options.hostName);
+    }
+    return clients;
+  } catch (err) {
+    for (const c of clients.reverse()) c.end();
+    if (err instanceof HostKeyError || !(err instanceof Error)) throw err;
+    throw new Error(`via ${key}: ${err.message}`, { cause: err });
+  }
 }

@@ -100,7 +100,8 @@ export const caModule: ProvisionModule<CaParams, CaFacts> & { report(params: CaP
     if (params.state === 'present' && params.mode === 'per-host') {
       if (params.agent_command) facts.agentArgv = [...params.agent_command];
       else if ((await hostFileStat(t, agentEntry)) !== null) {
-        const node = (await hostFileStat(t, pushedNode)) !== null ? pushedNode : await hostCommandPath(t, 'node');
+        // The same order the agent module picks its runtime in: the distro's node, then our pushed copy.
+        const node = (await hostCommandPath(t, 'node')) ?? (await hostCommandPath(t, 'nodejs')) ?? ((await hostFileStat(t, pushedNode)) !== null ? pushedNode : null);
         if (node) facts.agentArgv = [node, agentEntry];
       }
     }

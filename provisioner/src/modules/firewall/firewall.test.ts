@@ -222,7 +222,7 @@ test('docker without containerInterfaces gets a warning in the plan', () => {
   assert.match(changes.at(-1)!.summary, /container traffic is not covered by OUTPUT/);
 });
 
-test('removal: arms, purges and deletes; a clean host is converged', () => {
+test('removal: snapshots (no auto-revert), purges and deletes; a clean host is converged', () => {
   const p = params('minimal', { state: 'absent' });
   const installed = emptyHost({
     files: { ...emptyHost().files, [scriptPath]: epochFirewallScript, [confPath]: 'BACKEND=nft\n' },
@@ -230,7 +230,8 @@ test('removal: arms, purges and deletes; a clean host is converged', () => {
     bindingActive: true,
   });
   const changes = planFirewall(p, installed);
-  assert.deepEqual(changes.map((c) => c.id), ['firewall:arm-revert', 'firewall:remove']);
+  assert.deepEqual(changes.map((c) => c.id), ['firewall:snapshot', 'firewall:remove']);
+  assert.match(changes[0]!.steps[0]!.kind === 'run' ? changes[0]!.steps[0]!.argv.join(' ') : '', / arm "\$1" "\$2" sh [0-9a-f]{12} 0$/);
   assert.match(changes[1]!.diff?.before ?? '', /table inet epoch_provision/);
   assert.deepEqual(planFirewall(p, emptyHost()), []);
 });

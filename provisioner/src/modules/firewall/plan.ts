@@ -194,6 +194,8 @@ function generation(...parts: unknown[]): string {
 }
 
 function armChange(gen: string, seconds: number): Change {
+  // seconds = 0: snapshot only (removal): it can only make traffic flow directly, so nothing needs confirming,
+  // and uninstall must not come back by itself; the snapshot still lets the runner undo it.
   // The script travels on stdin and is staged first, so arming works before it is installed and the revert never
   // runs a script that the apply is about to replace.
   const arm: Step = {
@@ -203,8 +205,11 @@ function armChange(gen: string, seconds: number): Change {
     timeoutMs: 30_000,
   };
   return {
-    id: 'firewall:arm-revert',
-    summary: `arm on-host auto-revert ${gen}: restores the previous firewall state in ${seconds} s unless confirmed`,
+    id: seconds === 0 ? 'firewall:snapshot' : 'firewall:arm-revert',
+    summary:
+      seconds === 0
+        ? `snapshot the firewall state as ${gen} (for undo; removal is not auto-reverted)`
+        : `arm on-host auto-revert ${gen}: restores the previous firewall state in ${seconds} s unless confirmed`,
     steps: [arm],
     undo: [undoStep(gen)],
   };
@@ -272,7 +277,7 @@ function planRemoval(p: FirewallParams, f: FirewallFacts): Change[] {
   if (present.length === 0 && live.converged && !f.bindingActive) return [];
   const gen = generation('absent', f.files, live.before);
   return [
-    armChange(gen, p.revertSeconds),
+    armChange(gen, 0),
     {
       id: 'firewall:remove',
       summary: `remove the epoch-provision firewall rules, binding and files (${present.join(', ') || 'live rules only'})`,

@@ -7,7 +7,8 @@
 #   wait-healthy | healthy | load | unload | status
 #   activate              (re)start the binding so the current rules file takes effect if the agent is healthy
 #   deactivate            stop the binding and unload
-#   arm GEN SECONDS       snapshot our files, then schedule `revert ID` after SECONDS (systemd timer or setsid)
+#   arm GEN SECONDS       snapshot our files, then schedule `revert ID` after SECONDS (systemd timer or setsid);
+#                         SECONDS=0: snapshot for `undo` only (removal, which can only make traffic flow directly)
 #   confirm               disarm every armed revert (the controller calls this over a new connection)
 #   revert ID | undo GEN  restore a snapshot (timer) / the newest snapshot of GEN (the runner's undo)
 #   purge                 after removal: delete our state folders
@@ -269,6 +270,12 @@ arm() {
   chmod 755 "$dir.tmp/epoch-firewall"
   mv "$dir.tmp" "$dir"
   record_pristine
+  if [ "$secs" = 0 ]; then
+    # Snapshot only (removal): kept for `undo`, never reverted by a timer.
+    mv "$dir" "$STATE_DIR/confirmed-$id"
+    echo "snapshot $id (no auto-revert)"
+    return 0
+  fi
   if has_systemd && have systemd-run; then
     systemctl reset-failed "epoch-fw-revert-$id.timer" "epoch-fw-revert-$id.service" >/dev/null 2>&1
     systemd-run --quiet --unit="epoch-fw-revert-$id" --description="epoch-provision firewall auto-revert $id" \
