@@ -10,7 +10,7 @@ if command -v aarch64-linux-gnu-gcc >/dev/null; then
   CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ LINK=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar \
     npx node-gyp rebuild --nodedir=/usr --arch=arm64
   mkdir -p prebuilds/linux-arm64
-  cp build/Release/origdst.node prebuilds/linux-arm64/origdst.node
+  aarch64-linux-gnu-strip --strip-unneeded -o prebuilds/linux-arm64/origdst.node build/Release/origdst.node
 else
   echo "aarch64-linux-gnu-gcc missing: linux-arm64 prebuild not rebuilt" >&2
 fi

@@ -41,7 +41,7 @@ import { newRunId } from '../../runner/run-id';
 import { type HealthGateResult, type PlayHost, runPlay } from '../../runner/run-play';
 import type { CommandLogger } from '../../transport/command-log';
 import { LocalTransport } from '../../transport/local-transport';
-import { SshTransport } from '../../transport/ssh-transport';
+import { JumpPool, SshTransport } from '../../transport/ssh-transport';
 import type { Transport } from '../../transport/transport';
 import { exitCodes } from '../exit-codes';
 
@@ -256,10 +256,11 @@ async function run(flags: RunFlags): Promise<number> {
   const onCommand: CommandLogger = (c) => log.command(c);
 
   const connections = new Map<string, Promise<Transport>>();
+  const jumpPool = new JumpPool();
   const connect = (host: PlayHost): Promise<Transport> => {
     let c = connections.get(host.name);
     if (!c) {
-      c = openTransport(host.name, loaded.specs.get(host.name), becomePasswords.get(host.name), flags, onCommand);
+      c = openTransport(host.name, loaded.specs.get(host.name), becomePasswords.get(host.name), flags, onCommand, jumpPool);
       connections.set(host.name, c);
     }
     return c;
@@ -334,7 +335,14 @@ async function run(flags: RunFlags): Promise<number> {
   return exitCode;
 }
 
-async function openTransport(name: string, spec: ConnectionSpec | undefined, becomePassword: string | undefined, flags: RunFlags, onCommand: CommandLogger): Promise<Transport> {
+async function openTransport(
+  name: string,
+  spec: ConnectionSpec | undefined,
+  becomePassword: string | undefined,
+  flags: RunFlags,
+  onCommand: CommandLogger,
+  jumpPool: JumpPool,
+): Promise<Transport> {
   if (!spec) throw new Error(`no connection spec for ${name}`);
   const become = spec.become ? { user: spec.becomeUser, ...(becomePassword !== undefined && { password: becomePassword }) } : undefined;
   if (spec.kind === 'local') return new LocalTransport({ hostName: name, onCommand, ...(become && { become }) });
@@ -347,6 +355,7 @@ async function openTransport(name: string, spec: ConnectionSpec | undefined, bec
     acceptNewHostKeys: flags.acceptNewHostKeys,
     ...(become && { become }),
     onCommand,
+    jumpPool,
   });
 }
 

@@ -9,7 +9,7 @@ import type { CaMaterial } from '../../ca/material';
 import { certFingerprint } from '../../ca/material';
 import type { Change, Step } from '../../core/change';
 import type { HostContext, ProvisionModule } from '../module';
-import { parseOsRelease, trustFamilyOf, trustLayout, UnsupportedDistroError } from '../trust-store/distro';
+import { parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
 import { bundleTrusts, hostCommandPath, hostFileSha256, hostFileStat, readHostFile } from './host-files';
 import { defaultCaCertPath, defaultCaKeyPath, defaultMinValidDays, loadCaMaterial, normalisePem } from './params';
 
@@ -267,4 +267,3 @@ function safeFingerprint(pem: string): string {
 
 const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/')) || '/';
 
-export { UnsupportedDistroError };
