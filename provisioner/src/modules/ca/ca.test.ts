@@ -123,3 +123,9 @@ test('module names match the playbooks (ca, trust_store, trust_coverage)', async
   const { trustCoverageModule } = await import('../trust-coverage/trust-coverage');
   assert.deepEqual([caModule.name, trustStoreModule.name, trustCoverageModule.name], ['ca', 'trust_store', 'trust_coverage']);
 });
+
+test('rotation: rotate_from also takes the agent\'s 64-hex-digit fingerprint', () => {
+  const p = caParams.parse({ mode: 'import', cert_file: fx('ca-next.crt'), key_file: fx('ca-next.key'), rotate_from: certFingerprint(caPem).replace(/:/g, '').toLowerCase() });
+  assert.equal(caModule.plan(p, facts({ certPem: caPem, keyStat: { mode: '600', owner: 'epoch-agent' }, keySha256: 'old', bundleTrustsNew: true })).length, 2);
+  assert.equal(caParams.safeParse({ mode: 'import', cert_file: fx('ca-next.crt'), key_file: fx('ca-next.key'), rotate_from: 'abc' }).success, false);
+});

@@ -40,7 +40,11 @@ export const caParams = z
     p12_password_env: z.string().optional(),
     min_valid_days: z.number().int().min(0).default(defaultMinValidDays),
     /** SHA-256 fingerprint of the CA being replaced (rotation step 2, "switch signing"). */
-    rotate_from: z.string().regex(/^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$/, 'a SHA-256 fingerprint like AB:CD:...').optional(),
+    /** Either `AB:CD:…` (openssl, keytool) or 64 hex digits (`epoch-agent ca fingerprint`). */
+    rotate_from: z
+      .string()
+      .regex(/^(([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{64})$/, 'a SHA-256 fingerprint: AB:CD:… or 64 hex digits')
+      .optional(),
     /** A unit to `systemctl try-restart` after the signing CA changed (the agent reads its CA at start). */
     restart_unit: z.string().regex(/^[A-Za-z0-9@._:-]+\.service$/).optional(),
   })
@@ -183,7 +187,8 @@ function planPushed(p: CaParams, f: CaFacts): Change[] {
 
   if (p.rotate_from && !(certSame && keySame)) {
     const current = f.certPem ? certFingerprint(f.certPem) : null;
-    if (current !== null && current.toUpperCase() !== p.rotate_from.toUpperCase()) {
+    const plain = (fp: string) => fp.replace(/:/g, '').toUpperCase();
+    if (current !== null && plain(current) !== plain(p.rotate_from)) {
       throw new Error(`${f.host}: rotate_from is ${p.rotate_from} but the host signs with ${current}; refusing to switch`);
     }
     if (f.bundleTrustsNew !== true) {
