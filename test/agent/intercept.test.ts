@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AGENT_UID, Namespaces, PYTHON, type Pki, fdCount, healthJson, makePki, removePki, repo, skipReason, sleep, veth } from './support';
+import { AGENT_UID, Namespaces, PYTHON, type Pki, fdCount, settledFdCount, healthJson, makePki, removePki, repo, skipReason, sleep, veth } from './support';
 
 const skip = skipReason();
 // EPAG_AGENT_CMD runs another build of the agent, e.g. the bundle on Debian 12's Node 18:
@@ -250,7 +250,7 @@ table ip6 epag {
     assert.ok(e1.upstream_connect_failed! >= e0.upstream_connect_failed! + 1, JSON.stringify(e1));
     const h = health() as { connections: { active: number } };
     assert.equal(h.connections.active, 0);
-    assert.equal(fdCount(agentPid), fdsBefore);
+    assert.equal(await settledFdCount(agentPid, fdsBefore), fdsBefore);
     assert.equal(existsSync(`/proc/${agentPid}`), true);
   });
 
@@ -311,7 +311,7 @@ table ip6 epag {
     ns.exec(PX, ['curl', '-sS', '--max-time', '3', '-k', `https://127.0.0.1:${AGENT_PORT}/`]);
     await sleep(1000);
     assert.ok(errors().loop_refused! >= before + 2, JSON.stringify(errors()));
-    assert.equal(fdCount(agentPid), fdsBefore);
+    assert.equal(await settledFdCount(agentPid, fdsBefore), fdsBefore);
     ns.execOk(PX, ['iptables', '-t', 'nat', '-F', 'OUTPUT']);
   });
 

@@ -192,6 +192,17 @@ export function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
 
+/** The fd count once it settles back to `expected` (closing sockets take a moment on a loaded machine), or the last seen. */
+export async function settledFdCount(pid: number, expected: number, timeoutMs = 5000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let n = fdCount(pid);
+  while (n !== expected && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    n = fdCount(pid);
+  }
+  return n;
+}
+
 /** The pid of the agent itself (the `node` process under `ip netns exec`, which execs it). */
 export function healthJson(ns: Namespaces, nsName: string, port: number): Record<string, unknown> {
   const r = ns.exec(nsName, ['curl', '-s', '--max-time', '5', `http://127.0.0.1:${port}/healthz`]);
