@@ -1,6 +1,7 @@
 // epoch-agent vs a direct connection (and Debian's sslsplit when installed), in one run, inside a private network
 // namespace (epag-bench-*) with a real nft REDIRECT and owner-match exclusion. Needs root and a built bundle.
 //   npm run build && node --import tsx bench/agent-bench.ts [--seconds 5] [--json bench/results/agent-bench.json]
+//     [--bulk-bytes N] [--observe on|off] [--node-flags '--max-semi-space-size=1']
 // Reported per target: keep-alive req/s at 50 connections (+p50 latency), new TLS connections/s (warm forge cache,
 // no client session reuse), bulk MB/s for one download, and the proxy's CPU-ms per unit of work (the stable figure
 // on a noisy 2-core machine). Also: forge-path cost (agent's forgeMs, and first vs second contact latency over 20
@@ -17,6 +18,8 @@ const opt = (name: string, dflt: string) => {
 const SECONDS = Number(opt('seconds', '5'));
 const JSON_OUT = opt('json', join(repo, 'bench/results/agent-bench.json'));
 const BULK_BYTES = Number(opt('bulk-bytes', String(400_000_000)));
+const OBSERVE = opt('observe', 'on') === 'on';
+const NODE_FLAGS = opt('node-flags', '');
 const NS = `epag-bench-${process.pid % 100000}`;
 const VIA_AGENT = '198.18.200.100';
 const DIRECT = '198.18.200.101';
@@ -37,6 +40,11 @@ function cpuTicks(pids: number[]): number {
   return t;
 }
 const TICK_MS = 10; // USER_HZ = 100 on Linux
+
+/** Anonymous memory only: RSS also counts the shared node binary's pages (~40 MB). */
+function anonKb(pid: number): number {
+  return Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+}
 
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -71,10 +79,15 @@ async function main(): Promise<void> {
       upstream: { caBundleFile: pki.labRoot },
       limits: { maxConnections: 20000 },
       log: { level: 'info', connectLog: true },
+      observe: { enabled: OBSERVE },
       stateDir,
     }));
-    const agent = await ns.spawn(NS, ['sh', '-c', `ulimit -n 20000; exec node ${bundle} run --config ${config} --user ${AGENT_UID}`], /dropped privileges/);
-    const agentPid = agent.proc.pid!;
+    // The agent's logs go to a file: this script blocks in spawnSync while the load runs, and a pipe nobody drains
+    // would stall the agent's (synchronous) stdout writes.
+    const agentLog = join(pki.dir, 'agent.log');
+    const agentProc = await ns.spawnListening(NS, ['sh', '-c', `ulimit -n 20000; exec node ${NODE_FLAGS} ${bundle} run --config ${config} --user ${AGENT_UID} > ${agentLog} 2>&1`], 9443);
+    const agentPid = agentProc.pid!;
+    const agent = { output: () => readFileSync(agentLog, 'utf8') };
     let sslsplitPids: number[] = [];
     if (hasSslsplit) {
       await ns.spawnListening(NS, ['sslsplit', '-k', pki.agentCaKey, '-c', pki.agentCaCert, '-l', join(pki.dir, 'sslsplit-connect.log'), 'ssl', '127.0.0.1', '8444'], 8444);
@@ -144,12 +157,22 @@ async function main(): Promise<void> {
 
     // RSS with 1,000 open intercepted connections.
     const rssIdle = rssMb(agentPid);
+    const anonIdle = anonKb(agentPid);
     const holder = await ns.spawn(NS, ['sh', '-c', `ulimit -n 8192; exec node ${join(repo, 'bench/agent-load.mjs')} hold ${VIA_AGENT} ${SNI} 1000`], /"held":1000/, env, 300_000);
     await sleep(1000);
     const rss1000 = rssMb(agentPid);
+    const anonPerConn = Math.round((anonKb(agentPid) - anonIdle) / 1000);
     const active = JSON.parse(ns.exec(NS, ['curl', '-s', 'http://127.0.0.1:9443/healthz']).stdout).connections.active;
     holder.proc.kill('SIGTERM');
-    const memory = { rssIdleMb: rssIdle, rssWith1000ConnsMb: rss1000, activeConnections: active };
+    let sslsplitMemory: Record<string, number> | null = null;
+    if (hasSslsplit) {
+      const before = sslsplitPids.reduce((t, p) => t + rssMb(p), 0);
+      const h = await ns.spawn(NS, ['sh', '-c', `ulimit -n 8192; exec node ${join(repo, 'bench/agent-load.mjs')} hold ${VIA_SSLSPLIT} ${SNI} 1000`], /"held":1000/, env, 300_000);
+      await sleep(1000);
+      sslsplitMemory = { rssIdleMb: before, rssWith1000ConnsMb: sslsplitPids.reduce((t, p) => t + rssMb(p), 0) };
+      h.proc.kill('SIGTERM');
+    }
+    const memory = { rssIdleMb: rssIdle, rssWith1000ConnsMb: rss1000, activeConnections: active, anonKbPerConn: anonPerConn, sslsplit: sslsplitMemory };
     console.log('memory', JSON.stringify(memory));
 
     const direct = results.direct as Record<string, number>;
@@ -162,7 +185,7 @@ async function main(): Promise<void> {
       ...(results['sslsplit 0.5.5'] ? { sslsplitNewConns: Math.round(((results['sslsplit 0.5.5'] as Record<string, number>).newConnsPerSec! / direct.newConnsPerSec!) * 100) / 100 } : {}),
     };
     console.log('ratios vs direct', JSON.stringify(ratios));
-    const out = { date: new Date().toISOString(), node: process.version, seconds: SECONDS, bulkBytes: BULK_BYTES, results, forge, memory, ratios };
+    const out = { date: new Date().toISOString(), node: process.version, loadAverage: readFileSync('/proc/loadavg', 'utf8').trim(), observe: OBSERVE, agentNodeFlags: NODE_FLAGS, seconds: SECONDS, bulkBytes: BULK_BYTES, results, forge, memory, ratios };
     mkdirSync(dirname(JSON_OUT), { recursive: true });
     writeFileSync(JSON_OUT, `${JSON.stringify(out, null, 2)}\n`);
     console.log(`wrote ${JSON_OUT}`);

@@ -13,7 +13,7 @@ import { type FirewallFacts, gatherScript, managedPaths, parseGatherOutput } fro
 import { scriptPath, stagedScriptPath } from '../../provisioner/src/modules/firewall/host-files';
 import { epochFirewallScript } from '../../provisioner/src/modules/firewall/host-scripts/epoch-firewall-sh';
 import { type FirewallParams, firewallParams } from '../../provisioner/src/modules/firewall/params';
-import { desiredFiles, planFirewall } from '../../provisioner/src/modules/firewall/plan';
+import { chooseBackend, desiredFiles, planFirewall } from '../../provisioner/src/modules/firewall/plan';
 import { buildDesired } from '../../provisioner/src/modules/firewall/model';
 
 type Backend = 'nft' | 'iptables-nft' | 'iptables-legacy';
@@ -186,7 +186,7 @@ function applyPlan(ns: Ns, p: FirewallParams, facts: FirewallFacts, revertSecond
   mkdirSync(dirname(staged), { recursive: true });
   writeFileSync(staged, epochFirewallScript, { mode: 0o755 });
   const armed = ns.script('arm', gen!, revertSeconds !== undefined ? String(revertSeconds) : secs!);
-  const files = desiredFiles(p, facts, p.backend as Backend, buildDesired(p, {
+  const files = desiredFiles(p, facts, chooseBackend(p, facts), buildDesired(p, {
     agentUid: AGENT.uid, agentGid: AGENT.gid, excludeUids: [], controllerAddress: facts.controllerAddress,
   }));
   for (const [path, content] of Object.entries(files)) {
@@ -306,5 +306,24 @@ test('incoming mode (nft): inbound 443 reaches the agent\'s inbound listener; th
     assert.equal(ns.connect(CLIENT), 'target', 'traffic to the controller is never redirected');
     ns.script('purge');
     assert.equal(snapshot(ns, 'nft'), before);
+  });
+});
+
+test('backend switch: nft rules move to iptables-legacy when legacy rules appear (never both)', { skip, timeout: 60_000 }, async () => {
+  await withHostNs(async (ns) => {
+    ns.startAgent();
+    const p = paramsFor('nft', { backend: 'auto' });
+    applyPlan(ns, p, gather(ns, p));
+    assert.match(ns.ok(['nft', 'list', 'ruleset']), /table inet epoch_provision/);
+    // Docker (legacy) arrives: auto now follows iptables-legacy, and the switch leaves nothing in nf_tables.
+    seedForeign(ns, 'iptables-legacy');
+    const facts = gather(ns, p);
+    assert.equal(chooseBackend(p, facts), 'iptables-legacy');
+    applyPlan(ns, p, facts);
+    assert.doesNotMatch(ns.ok(['nft', 'list', 'ruleset']), /epoch_provision/);
+    assert.match(ns.ok(['iptables-legacy-save']), /^-A OUTPUT -j EPOCH_OUTPUT$/m);
+    assert.equal(ns.connect(CLIENT), 'agent');
+    assert.deepEqual(planFirewall(p, gather(ns, p)), []);
+    ns.script('purge');
   });
 });

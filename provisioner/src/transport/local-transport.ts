@@ -1,6 +1,5 @@
 // The transport for `ansible_connection: local`: runs argv directly with execa (no shell), LC_ALL=C and a timeout.
 import { readFile, writeFile } from 'node:fs/promises';
-import { execa } from 'execa';
 import type { Argv } from '../core/change';
 import { RemoteCommandError } from '../core/errors';
 import type { CommandLogger } from './command-log';
@@ -36,6 +35,8 @@ export class LocalTransport implements Transport {
     const full = become ? [...(password !== undefined ? ['sudo', '-k', '-S', '-p', ''] : ['sudo', '-n']), '-u', this.options.become?.user ?? 'root', '--', ...argv] : [...argv];
     let input = options.stdin;
     if (password !== undefined) input = Buffer.concat([Buffer.from(`${password}\n`), Buffer.from(input ?? '')]);
+    // Loaded on first use: most runs have no local host, and execa is one of the controller's slowest imports.
+    const { execa } = await import('execa');
     const r = await execa(full[0] ?? '', full.slice(1), {
       reject: false,
       env: { LC_ALL: 'C' },

@@ -47,6 +47,8 @@ import { exitCodes } from '../exit-codes';
 
 /** Tasks with this tag are the play's health gate: they run after each batch instead of in the task list. */
 export const healthGateTag = 'health_gate';
+/** Host variable naming the known_hosts file for that host (the lab's inventories set it). */
+export const knownHostsFileVar = 'epoch_known_hosts_file';
 /** Play variable for the cumulative failure budget across batches (percent of the play's hosts, "must be exceeded"). */
 export const totalFailBudgetVar = 'epoch_max_total_fail_percentage';
 
@@ -260,7 +262,11 @@ async function run(flags: RunFlags): Promise<number> {
   const connect = (host: PlayHost): Promise<Transport> => {
     let c = connections.get(host.name);
     if (!c) {
-      c = openTransport(host.name, loaded.specs.get(host.name), becomePasswords.get(host.name), flags, onCommand, jumpPool);
+      const spec = loaded.specs.get(host.name);
+      const knownHostsVar = host.vars[knownHostsFileVar];
+      // Per host: UserKnownHostsFile in ansible_ssh_common_args, then the epoch_known_hosts_file var, then --known-hosts.
+      const withKnownHosts = spec && !spec.knownHostsFile && typeof knownHostsVar === 'string' && knownHostsVar !== '' ? { ...spec, knownHostsFile: knownHostsVar } : spec;
+      c = openTransport(host.name, withKnownHosts, becomePasswords.get(host.name), flags, onCommand, jumpPool);
       connections.set(host.name, c);
     }
     return c;

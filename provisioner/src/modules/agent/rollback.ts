@@ -3,7 +3,7 @@
 // agent_release pinned to the previous version, so a playbook can do the same with `agent_release: {version: X}`.
 import type { Change } from '../../core/change';
 import type { HostContext } from '../module';
-import { gatherRemoteRelease, planRelease, ReleaseError } from './agent-release';
+import { gatherRemoteRelease, planRelease, ReleaseError, type RemoteReleaseState } from './agent-release';
 import { supervisorScript, unitName, unitPath } from './layout';
 
 export interface AgentRollbackPlan {
@@ -36,7 +36,11 @@ export function restartAgentChange(reason: string): Change {
 
 /** Plans the rollback from the host's links; errors when there is nothing to go back to. */
 export async function planAgentRollback(host: HostContext): Promise<AgentRollbackPlan> {
-  const remote = await gatherRemoteRelease(host, '', []);
+  return planRollbackFrom(await gatherRemoteRelease(host, '', []));
+}
+
+/** The pure part: from the links and the release list to the changes. */
+export function planRollbackFrom(remote: RemoteReleaseState): AgentRollbackPlan {
   const to = remote.previous;
   if (to === null) {
     throw new ReleaseError(`cannot roll back the agent: no previous release (current is ${remote.current ?? '(none)'}, releases: ${remote.releases.join(', ') || 'none'})`);

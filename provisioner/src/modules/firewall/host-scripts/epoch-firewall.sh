@@ -144,6 +144,18 @@ unload_unlocked() {
   return 0
 }
 
+# The backend changed (e.g. Docker brought iptables-legacy rules): our rules must live in one backend only.
+remove_other_backends() {
+  [ "$1" != nft ] && nft_remove_ours
+  if [ "$1" != iptables-legacy ] && have iptables-legacy-save; then
+    ipt_remove iptables-legacy-save iptables-legacy-restore; ipt_remove ip6tables-legacy-save ip6tables-legacy-restore
+  fi
+  if [ "$1" != iptables-nft ] && have iptables-nft-save; then
+    ipt_remove iptables-nft-save iptables-nft-restore; ipt_remove ip6tables-nft-save ip6tables-nft-restore
+  fi
+  return 0
+}
+
 load_unlocked() {
   case "$BACKEND" in
     nft)
@@ -153,9 +165,11 @@ load_unlocked() {
       for fam in inet ip ip6; do
         case " $NFT_FAMILIES " in *" $fam "*) continue ;; esac
         if nft list table "$fam" "$TABLE" >/dev/null 2>&1; then printf 'table %s %s\ndelete table %s %s\n' "$fam" "$TABLE" "$fam" "$TABLE" | nft -f -; fi
-      done ;;
+      done
+      remove_other_backends nft ;;
     iptables-nft|iptables-legacy)
       v=${BACKEND#iptables-}
+      remove_other_backends "$BACKEND"
       if [ -r "$CONF_DIR/rules.v4" ]; then ipt_load "iptables-$v-save" "iptables-$v-restore" "$CONF_DIR/rules.v4"; else ipt_remove "iptables-$v-save" "iptables-$v-restore"; fi
       if [ -r "$CONF_DIR/rules.v6" ]; then ipt_load "ip6tables-$v-save" "ip6tables-$v-restore" "$CONF_DIR/rules.v6"; else ipt_remove "ip6tables-$v-save" "ip6tables-$v-restore"; fi ;;
     none) unload_unlocked ;;
