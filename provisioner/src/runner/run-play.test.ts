@@ -145,3 +145,51 @@ test('--forks bounds the hosts in flight', async () => {
   await runPlay(p.options);
   assert.equal(peak, 3);
 });
+
+test('a failed canary is rolled back from its journal before the rollout halts', async () => {
+  const p = play(3, {
+    serial: [1, '100%'],
+    budget: { maxFailPercentage: 0 },
+    tasks: [
+      { name: 'conf', module: 'test_file', params: { path: '/etc/c', content: 'v2' } },
+      { name: 'broken', module: 'test_file', params: { path: '/etc/d', content: 'x' } },
+    ],
+    rollbackFailedHosts: true,
+  });
+  const inner = p.options.connect;
+  p.options.connect = async (h) => {
+    const t = (await inner(h)) as FakeTransport;
+    // The second task's temp file never reaches its place on the canary.
+    t.on(['mv', '-f'], (argv) => (String(argv[3]) === '/etc/d' ? { exitCode: 1, stderr: 'disk full\n' } : t.builtin(argv)));
+    return t;
+  };
+  const result = await runPlay(p.options);
+  assert.equal(result.halted?.afterBatch, 0);
+  const rollbacks = p.events.filter((e) => e.type === 'rollback-entry');
+  // Newest first; the failed change's undo was journaled before its steps ran, so it is replayed too.
+  assert.deepEqual(rollbacks.map((e) => e.type === 'rollback-entry' && [e.host, e.change, e.status]), [
+    ['h1', 'file:/etc/d', 'rolled-back'],
+    ['h1', 'file:/etc/c', 'rolled-back'],
+  ]);
+  assert.equal(p.transports.get('h1')?.files.has('/etc/c'), false);
+  assert.equal(p.transports.has('h2'), false);
+});
+
+test('the already-converged twin: --no-rollback leaves the failed canary as it is', async () => {
+  const p = play(1, {
+    tasks: [
+      { name: 'conf', module: 'test_file', params: { path: '/etc/c', content: 'v2' } },
+      { name: 'broken', module: 'test_file', params: { path: '/etc/d', content: 'x' } },
+    ],
+    rollbackFailedHosts: false,
+  });
+  const inner = p.options.connect;
+  p.options.connect = async (h) => {
+    const t = (await inner(h)) as FakeTransport;
+    t.on(['mv', '-f'], (argv) => (String(argv[3]) === '/etc/d' ? { exitCode: 1, stderr: 'disk full\n' } : t.builtin(argv)));
+    return t;
+  };
+  await runPlay(p.options);
+  assert.equal(p.events.some((e) => e.type === 'rollback-entry'), false);
+  assert.equal(p.transports.get('h1')?.files.get('/etc/c')?.content, 'v2');
+});

@@ -12,7 +12,7 @@ import type { Transport } from '../transport/transport';
 import { Semaphore } from '../transport/semaphore';
 import { splitBatches } from './batching';
 import { budgetBreach, type FailureBudget } from './failure-budget';
-import { HostJournal } from './journal';
+import { HostJournal, rollbackGeneration } from './journal';
 import { runTask } from './run-task';
 
 export interface PlayHost {
@@ -54,6 +54,11 @@ export interface PlayOptions<T extends PlayTask> {
   emit: EventSink;
   /** Facts cache shared by the plays of one run. */
   factsCache?: Map<string, HostFacts>;
+  /**
+   * Fail open: a host that fails a task or the health gate has this run's journal replayed at once, so a bad
+   * canary is back to its previous state before the rollout halts. Never in check mode (nothing was applied).
+   */
+  rollbackFailedHosts?: boolean;
 }
 
 export interface PlayResult {
@@ -92,6 +97,7 @@ export async function runPlay<T extends PlayTask>(o: PlayOptions<T>): Promise<Pl
         if (r) r.failed += 1;
       }
       failed += gateFailed.length;
+      await Promise.all(gateFailed.map((h) => rollBackHost(o, h)));
       o.emit({ type: 'health-gate', play: o.name, index, passed: gateFailed.length === 0, failedHosts: gateFailed, ...(gate.message && { message: gate.message }) });
     }
     o.emit({ type: 'batch-end', play: o.name, index, failed, unreachable, size: batch.length });
@@ -166,10 +172,26 @@ async function runHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, re
       }
       emitResult(o, host, task, outcome.status, started, outcome.changes);
     } catch (err) {
-      return done(failHost(o, host, recap, task.name, err, started));
+      const outcome = failHost(o, host, recap, task.name, err, started);
+      if (outcome === 'failed') await rollBackHost(o, host.name);
+      return done(outcome);
     }
   }
   return done(changedAny ? 'changed' : 'ok');
+}
+
+/** Replays this run's journal on a failed host (see PlayOptions.rollbackFailedHosts); its outcome is reported as events. */
+async function rollBackHost<T extends PlayTask>(o: PlayOptions<T>, name: string): Promise<void> {
+  if (!o.rollbackFailedHosts || o.check) return;
+  const host = o.hosts.find((h) => h.name === name);
+  if (!host) return;
+  try {
+    const transport = await o.connect(host);
+    await rollbackGeneration(transport, o.runId, o.emit);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    o.emit({ type: 'rollback-entry', host: name, generation: o.runId, change: '(journal)', status: 'failed-to-roll-back', message });
+  }
 }
 
 function failHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, recap: HostRecap, task: string, err: unknown, started: number): HostOutcome {

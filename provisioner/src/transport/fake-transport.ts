@@ -32,7 +32,8 @@ export class FakeTransport implements Transport {
     return { command: quoteArgv(argv), exitCode: 0, stdout: '', stderr: '', durationMs: 0, timedOut: false, ...reply };
   }
 
-  private builtin(argv: Argv, options: ExecOptions): Reply {
+  /** The built-in behaviour for cat, mkdir, chmod, mv, rm and the journal append; scripted handlers may fall back to it. */
+  builtin(argv: Argv, options: ExecOptions = {}): Reply {
     const [cmd, ...args] = argv;
     const last = args[args.length - 1] ?? '';
     switch (cmd) {

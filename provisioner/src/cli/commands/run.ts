@@ -66,7 +66,8 @@ const usage = `usage: epoch-provision [--inventory NAME|PATH] [PLAYBOOK (default
   --vault-password-file FILE   decrypt !vault values
   --become-password-env VAR    the sudo password is in this environment variable
   --max-total-fail-percentage N  cumulative failure budget across batches (overrides the play var ${totalFailBudgetVar})
-  --log-dir DIR                run logs (default ./.epoch/logs)`;
+  --log-dir DIR                run logs (default ./.epoch/logs)
+  --no-rollback                leave a failed host as it is (default: replay this run's journal on it at once)`;
 
 interface RunFlags {
   inventory?: string;
@@ -85,6 +86,7 @@ interface RunFlags {
   becomePasswordEnv?: string;
   maxTotalFailPercentage?: number;
   logDir: string;
+  rollbackFailedHosts: boolean;
 }
 
 function parseFlags(argv: string[]): RunFlags {
@@ -106,6 +108,7 @@ function parseFlags(argv: string[]): RunFlags {
       'become-password-env': { type: 'string' },
       'max-total-fail-percentage': { type: 'string' },
       'log-dir': { type: 'string' },
+      'no-rollback': { type: 'boolean' },
     },
     strict: true,
     allowPositionals: true,
@@ -139,6 +142,7 @@ function parseFlags(argv: string[]): RunFlags {
     ...(values['become-password-env'] !== undefined && { becomePasswordEnv: values['become-password-env'] }),
     ...(maxTotal !== undefined && { maxTotalFailPercentage: maxTotal }),
     logDir: values['log-dir'] ?? join('.epoch', 'logs'),
+    rollbackFailedHosts: !(values['no-rollback'] ?? false),
   };
 }
 
@@ -312,6 +316,7 @@ async function run(flags: RunFlags): Promise<number> {
         ...(gate.length > 0 && { healthGate: (batch: string[]) => runHealthGate(batch, gate, playHosts, connect, prepare, runId) }),
         emit,
         factsCache,
+        rollbackFailedHosts: flags.rollbackFailedHosts,
       });
       await renderer.settle();
       for (const [host, r] of result.recaps) {
