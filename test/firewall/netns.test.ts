@@ -128,6 +128,11 @@ async function withHostNs(fn: (ns: Ns) => Promise<void>): Promise<void> {
       if (pid > 1) try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
     }
     for (const c of children) if (c.pid && c.exitCode === null) try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ }
+    // Anything still running in our namespaces (a watchdog, an auto-revert sleeper): by PID.
+    for (const ns of [host, target]) {
+      const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
+      for (const pid of pids.split('\n').map(Number).filter((n) => n > 1)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
     for (const ns of [host, target]) spawnSync('ip', ['netns', 'del', ns]);
     rmSync(root, { recursive: true, force: true });
   }

@@ -7,6 +7,7 @@ const commands: Record<string, () => Promise<Command>> = {
   lab: async () => (await import('./commands/lab')).labCommand,
   inventory: async () => (await import('./commands/inventory')).inventoryCommand,
   ca: async () => (await import('./commands/ca')).caCommand,
+  demo: async () => (await import('./commands/demo')).demoCommand,
   'agent-rollback': async () => (await import('./commands/agent-rollback')).agentRollbackCommand,
 };
 

@@ -47,3 +47,12 @@ test('no inventory and a missing playbook are config errors; no host is touched'
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('extra vars: key=value pairs are typed like YAML, JSON objects pass through, bad input is an error', async () => {
+  const { parseExtraVars } = await import('./run');
+  assert.deepEqual(parseExtraVars('epoch_intercept=true count=3 name=web ports=[443,8443]'), { epoch_intercept: true, count: 3, name: 'web', ports: [443, 8443] });
+  assert.deepEqual(parseExtraVars('{"epoch_hosts": "canary"}'), { epoch_hosts: 'canary' });
+  assert.match(String(parseExtraVars('=oops')), /expected key=value/);
+  assert.match(String(parseExtraVars('{"a": ')), /not valid JSON/);
+  assert.match(String(parseExtraVars('["a"]')), /^expected key=value/);
+});

@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
 import {
   type ConnectionSpec,
   connectionSpecsFor,
@@ -54,6 +55,7 @@ export const totalFailBudgetVar = 'epoch_max_total_fail_percentage';
 
 const usage = `usage: epoch-provision [--inventory NAME|PATH] [PLAYBOOK (default playbooks/site.yml)] [options]
   --limit PATTERN              only these hosts (web:&prod, all:!db1, globs, @file)
+  -e, --extra-vars VARS        key=value (YAML-typed: true, 3, [1, 2]) or a JSON object; highest precedence, repeatable
   --check                      show what would change; change nothing
   --diff                       show the diff of every change (secret content redacted)
   --forks N                    hosts in parallel inside a batch (default 5)
@@ -87,6 +89,7 @@ interface RunFlags {
   maxTotalFailPercentage?: number;
   logDir: string;
   rollbackFailedHosts: boolean;
+  extraVars: Record<string, unknown>;
 }
 
 function parseFlags(argv: string[]): RunFlags {
@@ -109,6 +112,7 @@ function parseFlags(argv: string[]): RunFlags {
       'max-total-fail-percentage': { type: 'string' },
       'log-dir': { type: 'string' },
       'no-rollback': { type: 'boolean' },
+      'extra-vars': { type: 'string', short: 'e', multiple: true },
     },
     strict: true,
     allowPositionals: true,
@@ -122,6 +126,12 @@ function parseFlags(argv: string[]): RunFlags {
   if (values['max-total-fail-percentage'] !== undefined) {
     maxTotal = Number(values['max-total-fail-percentage']);
     if (!Number.isFinite(maxTotal) || maxTotal < 0 || maxTotal > 100) problems.push({ location: '--max-total-fail-percentage', message: `must be 0-100, got ${JSON.stringify(values['max-total-fail-percentage'])}` });
+  }
+  const extraVars: Record<string, unknown> = {};
+  for (const text of values['extra-vars'] ?? []) {
+    const parsed = parseExtraVars(text);
+    if (typeof parsed === 'string') problems.push({ location: '--extra-vars', message: parsed });
+    else Object.assign(extraVars, parsed);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const inventory = values.inventory ?? process.env.EPOCH_INVENTORY;
@@ -143,7 +153,30 @@ function parseFlags(argv: string[]): RunFlags {
     ...(maxTotal !== undefined && { maxTotalFailPercentage: maxTotal }),
     logDir: values['log-dir'] ?? join('.epoch', 'logs'),
     rollbackFailedHosts: !(values['no-rollback'] ?? false),
+    extraVars,
   };
+}
+
+/** `-e key=value key2=[1,2]` (values typed as YAML scalars, like Ansible) or `-e '{"key": ...}'`; a string is an error. */
+export function parseExtraVars(text: string): Record<string, unknown> | string {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('{')) {
+    try {
+      const value: unknown = JSON.parse(trimmed);
+      if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
+    } catch (err) {
+      return `not valid JSON: ${err instanceof Error ? err.message : String(err)} in ${JSON.stringify(text)}`;
+    }
+    return `expected a JSON object, got ${JSON.stringify(text)}`;
+  }
+  const vars: Record<string, unknown> = {};
+  for (const pair of trimmed.split(/\s+/).filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    const key = pair.slice(0, eq);
+    if (eq <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return `expected key=value with a variable name as key, got ${JSON.stringify(pair)}`;
+    vars[key] = parseYaml(pair.slice(eq + 1));
+  }
+  return vars;
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -184,6 +217,7 @@ async function load(flags: RunFlags): Promise<Loaded> {
   const warnings: string[] = [];
   const plays = await loadPlaybook(flags.playbook, {
     inventory,
+    extraVars: flags.extraVars,
     ...(flags.limit !== undefined && { limit: flags.limit }),
     tags: tagFilter,
     ...(vaultPassword !== undefined && { vaultPassword }),
@@ -200,7 +234,7 @@ async function load(flags: RunFlags): Promise<Loaded> {
     };
   });
   const allHosts = [...new Set(selected.flatMap((p) => p.hosts))];
-  const specs = connectionSpecsFor(inventory, allHosts, { ...(flags.becomePasswordEnv !== undefined && { becomePasswordEnv: flags.becomePasswordEnv }) });
+  const specs = connectionSpecsFor(inventory, allHosts, { extraVars: flags.extraVars, ...(flags.becomePasswordEnv !== undefined && { becomePasswordEnv: flags.becomePasswordEnv }) });
   for (const p of selected) {
     const value = p.play.vars[totalFailBudgetVar];
     if (value !== undefined && (typeof value !== 'number' || value < 0 || value > 100)) {
@@ -290,7 +324,7 @@ async function run(flags: RunFlags): Promise<number> {
   emit({ type: 'run-start', runId, check: flags.check, at: new Date().toISOString() });
   try {
     for (const { play, hosts, tasks, gate } of loaded.plays) {
-      const varsOf = new Map(hosts.map((h) => [h, hostRunVars(loaded.inventory, h, play)]));
+      const varsOf = new Map(hosts.map((h) => [h, hostRunVars(loaded.inventory, h, play, flags.extraVars)]));
       const playHosts: PlayHost[] = hosts.map((h) => ({ name: h, vars: varsOf.get(h)?.vars ?? {} }));
       const prepare = (task: Task, vars: Readonly<Record<string, unknown>>) => {
         const locations = varsOf.get(String(vars.inventory_hostname))?.varLocations ?? {};

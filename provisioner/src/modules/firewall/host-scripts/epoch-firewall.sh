@@ -238,7 +238,10 @@ activate() {
     if [ "$BACKEND" = none ]; then unload_all; return 0; fi
     if healthy; then load; else unload_all; fi
     mkdir -p "$(dirname "$WATCHDOG_PID")"
-    setsid sh -c 'echo $$ > "$1"; exec "$2" watch' sh "$WATCHDOG_PID" "$SCRIPT" </dev/null >/dev/null 2>&1 &
+    # The pid is recorded before returning, so an immediate stop_watchdog never misses it. A background job of a
+    # non-interactive shell is not a process-group leader, so setsid execs in place and $! is the watcher itself.
+    setsid "$SCRIPT" watch </dev/null >/dev/null 2>&1 &
+    echo $! > "$WATCHDOG_PID"
   fi
 }
 
@@ -297,7 +300,8 @@ arm() {
       "$dir/epoch-firewall" revert "$id" || die "systemd-run could not arm the auto-revert"
     echo systemd > "$dir/kind"
   else
-    setsid sh -c 'echo $$ > "$1/sleeper.pid"; sleep "$2"; exec "$1/epoch-firewall" revert "$3"' sh "$dir" "$secs" "$id" </dev/null >/dev/null 2>&1 &
+    setsid sh -c 'sleep "$2"; exec "$1/epoch-firewall" revert "$3"' sh "$dir" "$secs" "$id" </dev/null >/dev/null 2>&1 &
+    echo $! > "$dir/sleeper.pid"
     echo setsid > "$dir/kind"
   fi
   echo "armed $id: reverts in $secs s unless confirmed"
