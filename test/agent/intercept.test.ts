@@ -9,7 +9,7 @@ import { AGENT_UID, Namespaces, PYTHON, type Pki, fdCount, settledFdCount, healt
 
 const skip = skipReason();
 // EPAG_AGENT_CMD runs another build of the agent, e.g. the bundle on Debian 12's Node 18:
-//   EPAG_AGENT_CMD="/path/to/node18 dist/agent/epoch-agent.cjs" node --import tsx --test test/agent/intercept.test.ts
+//   EPAG_AGENT_CMD="test/agent/debian-node18.sh dist/agent/epoch-agent.cjs" node --import tsx --test test/agent/intercept.test.ts
 const agentCommand = process.env.EPAG_AGENT_CMD?.split(' ').filter(Boolean) ?? [process.execPath, '--import', 'tsx', join(repo, 'agent/src/main.ts')];
 const id = process.pid % 100000;
 const PX = `epag-px-${id}`;

@@ -27,6 +27,9 @@ describe('agent relay safety (in-process, loopback)', { skip }, () => {
   let agent: Agent;
   let agentPort = 0;
   let writtenWhilePaused = 0;
+  let mtls: Server;
+  let mtlsPort = 0;
+  let useMtls = false;
   const serverSockets = new Set<TLSSocket>();
 
   before(async () => {
@@ -59,13 +62,18 @@ describe('agent relay safety (in-process, loopback)', { skip }, () => {
     });
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
     upstreamPort = (upstream.address() as AddressInfo).port;
+    // An upstream that insists on a client certificate (TLS 1.2, so the refusal comes inside the handshake).
+    mtls = tlsServer({ cert: readFileSync(leaf.cert), key: readFileSync(leaf.key), requestCert: true, rejectUnauthorized: true, ca: readFileSync(pki.labRoot), maxVersion: 'TLSv1.2' }, (s) => s.end('hello client-cert holder\n'));
+    mtls.on('tlsClientError', () => {});
+    await new Promise<void>((r) => mtls.listen(0, '127.0.0.1', r));
+    mtlsPort = (mtls.address() as AddressInfo).port;
     const config = validateConfig({
       listen: [{ host: '127.0.0.1', port: 1 }],
       health: { host: '127.0.0.1', port: 1 },
       ca: { certFile: pki.agentCaCert, keyFile: pki.agentCaKey },
       upstream: { caBundleFile: pki.upstreamBundle },
       limits: { maxConnections: 3, handshakeTimeoutMs: 1000, idleTimeoutMs: 1500 },
-      passthrough: { learned: { enabled: false } },
+      passthrough: { learned: { enabled: true, maxEntries: 10, ttlSeconds: 600 } },
       stateDir: `${pki.dir}/state`,
       log: { level: 'error', connectLog: false },
     });
@@ -77,7 +85,7 @@ describe('agent relay safety (in-process, loopback)', { skip }, () => {
       version: 'test',
       log: new Logger('error'),
       connectLog: new ConnectLog(false),
-      originalDestination: () => ({ address: '127.0.0.1', port: upstreamPort, family: 4 }),
+      originalDestination: () => ({ address: '127.0.0.1', port: useMtls ? mtlsPort : upstreamPort, family: 4 }),
     });
     agent.health.route('/metrics', (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain' });
@@ -91,6 +99,7 @@ describe('agent relay safety (in-process, loopback)', { skip }, () => {
     await agent?.drain(100);
     for (const s of serverSockets) s.destroy();
     await new Promise<void>((r) => (upstream ? upstream.close(() => r()) : r()));
+    await new Promise<void>((r) => (mtls ? mtls.close(() => r()) : r()));
     removePki(pki);
   });
 
@@ -162,6 +171,29 @@ describe('agent relay safety (in-process, loopback)', { skip }, () => {
     assert.equal(agent.counters.get('handshake_timeout'), before.handshake_timeout + 3);
     await sleep(100); // the agent sees its own sockets' 'close' a tick after the peers do
     assert.equal(agent.counters.activeConnections, 0);
+  });
+
+  it('an upstream that requires a client certificate is learned as passthrough; the next connection reaches it directly', async () => {
+    useMtls = true;
+    try {
+      const before = agent.counters.get('upstream_tls_failed');
+      const first = tlsConnect({ host: '127.0.0.1', port: agentPort, servername: 'mtls.epag.test', ca: readFileSync(pki.agentCaCert) });
+      first.on('error', () => {});
+      await closed(first);
+      assert.equal(agent.counters.get('upstream_tls_failed'), before + 1);
+      assert.ok(agent.learned.list(new Date()).some((e) => e.destination === 'sni:mtls.epag.test'));
+      const client2 = pki.leaf('client.epag.test', 'DNS:client.epag.test', 'lab', 'clientAuth');
+      // Passed through now: the client talks to the real server (whose cert names relay.epag.test) with its own cert.
+      const third = tlsConnect({ host: '127.0.0.1', port: agentPort, servername: 'mtls.epag.test', ca: readFileSync(pki.labRoot), cert: readFileSync(client2.cert), key: readFileSync(client2.key), checkServerIdentity: () => undefined });
+      let got3 = '';
+      third.on('data', (d) => (got3 += d));
+      third.on('error', () => {});
+      await closed(third);
+      assert.equal(got3, 'hello client-cert holder\n');
+      assert.equal(agent.counters.get('passthrough_learned') >= 1, true);
+    } finally {
+      useMtls = false;
+    }
   });
 
   it('the health server serves /healthz and routes added by other parts (/metrics)', async () => {

@@ -141,7 +141,7 @@ export interface Pki {
   agentCaKey: string;
   /** Bundle the agent verifies upstreams with: the lab root plus our own CA (which the agent must exclude). */
   upstreamBundle: string;
-  leaf(name: string, sans: string, issuer: 'lab' | 'self'): { cert: string; key: string };
+  leaf(name: string, sans: string, issuer: 'lab' | 'self', extendedKeyUsage?: 'serverAuth' | 'clientAuth'): { cert: string; key: string };
 }
 
 export function makePki(): Pki {
@@ -166,7 +166,7 @@ export function makePki(): Pki {
     agentCaCert,
     agentCaKey,
     upstreamBundle,
-    leaf(name, sans, issuer) {
+    leaf(name, sans, issuer, extendedKeyUsage = 'serverAuth') {
       n++;
       const key = join(dir, `leaf${n}.key`);
       const cert = join(dir, `leaf${n}.pem`);
@@ -175,7 +175,7 @@ export function makePki(): Pki {
       } else {
         const csr = join(dir, `leaf${n}.csr`);
         const ext = join(dir, `leaf${n}.ext`);
-        writeFileSync(ext, `subjectAltName=${sans}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+        writeFileSync(ext, `subjectAltName=${sans}\nextendedKeyUsage=${extendedKeyUsage}\nbasicConstraints=CA:FALSE\n`);
         o('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/O=epag upstream/CN=${name}`);
         o('x509', '-req', '-in', csr, '-CA', labRoot, '-CAkey', labKey, '-CAcreateserial', '-out', cert, '-days', '30', '-extfile', ext);
       }

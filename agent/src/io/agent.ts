@@ -3,7 +3,7 @@ import { type Server, type Socket, createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { AgentConfig, ListenAddress } from '../../../contracts/agent-config';
 import type { HealthPayload } from '../../../contracts/health';
-import { ConnectLog, Logger } from '../log/logger';
+import { ConnectLog, LogThrottle, Logger } from '../log/logger';
 import { type OriginalDestination, originalDestination } from '../native/origdst';
 import { AgentCounters, agentCounterNames } from '../observe/agent-counters';
 import type { ObservationSink } from '../observe/observer';
@@ -35,6 +35,7 @@ const nonErrorCounters = new Set([
   'passthrough_learned',
   'passthrough_not_tls',
   'passthrough_learned_added',
+  'passthrough_old_tls',
 ]);
 
 function localAddresses(): Set<string> {
@@ -55,7 +56,6 @@ export class Agent {
   private readonly startedAt = Date.now();
   private ready = false;
   private saveTimer: NodeJS.Timeout | null = null;
-  private totalAtStart = 0;
   /** Bound listener addresses (the real port when 0 was asked), for tests and logs. */
   readonly bound: { mode: ListenerMode; host: string; port: number }[] = [];
   healthAddress: { host: string; port: number } | null = null;
@@ -78,6 +78,7 @@ export class Agent {
     this.shared = {
       counters: this.counters,
       log: this.log,
+      warnThrottle: new LogThrottle(),
       connectLog: this.connectLog,
       sink: options.sink ?? null,
       originalDestination: options.originalDestination ?? originalDestination,
@@ -161,7 +162,7 @@ export class Agent {
       version: this.options.version,
       pid: process.pid,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
-      connections: { active: this.counters.activeConnections, total: snapshot.connections_accepted - this.totalAtStart },
+      connections: { active: this.counters.activeConnections, total: snapshot.connections_accepted },
       errors,
       learnedPassthrough: this.learned.list(new Date()),
       caFingerprintSha256: this.runtime.ca.fingerprintSha256,

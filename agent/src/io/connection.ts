@@ -40,6 +40,7 @@ class ProxyConnection {
   private clientClosed = false;
   private upstreamClosed = true;
   private relaying = false;
+  private upstreamConnected = false;
   private failed = false;
   private finished = false;
   private secureAt = 0;
@@ -164,6 +165,7 @@ class ProxyConnection {
     );
     up.once('connect', () => {
       clearTimeout(connectTimer);
+      this.upstreamConnected = true;
       // Remember our own source endpoint: if it comes back to our listener, the redirect loops (see decide()).
       endpoint = `${unmapIp(up.localAddress ?? '')}:${up.localPort}`;
       this.shared.upstreamEndpoints.add(endpoint);
@@ -202,8 +204,14 @@ class ProxyConnection {
       rejectUnauthorized: false, // decided below, so failures are counted and the policy applies
       session: cached?.session,
     });
-    up.on('error', (e) => {
-      if (!this.relaying) this.fail('upstream_connect_failed', `upstream TLS: ${e.message}`);
+    up.on('error', (e: NodeJS.ErrnoException) => {
+      // A TLS-level failure with a reachable server (client certificate required, TLS < 1.2 only, no shared
+      // cipher) will fail the same way every time: the client has seen nothing yet, so this connection is lost,
+      // but the destination passes through from now on, where the client talks to the server itself.
+      const tlsFailure = typeof e.code === 'string' && e.code.startsWith('ERR_SSL');
+      const beforeServerData = !this.relaying || this.serverBytes === 0;
+      if (tlsFailure && this.upstreamConnected && beforeServerData) this.learn(`upstream TLS failed: ${e.message}`);
+      if (!this.relaying) this.fail(tlsFailure ? 'upstream_tls_failed' : 'upstream_connect_failed', `upstream TLS: ${e.message}`);
       else this.destroyAll();
     });
     up.once('close', () => this.markUpstreamClosed());
@@ -255,7 +263,9 @@ class ProxyConnection {
         if (verifyError) {
           this.shared.counters.inc('upstream_verify_failed');
           this.log.upstreamVerifyError = verifyError;
-          this.shared.log.warn('upstream verification failed', { dst: this.dstText(), sni: hello.sni, error: verifyError, policy: rt.config.upstream.onVerifyFailure });
+          if (this.shared.warnThrottle.allow(`verify:${this.destinationKey()}`)) {
+            this.shared.log.warn('upstream verification failed (further failures for this destination are counted, logged once a minute)', { dst: this.dstText(), sni: hello.sni, error: verifyError, policy: rt.config.upstream.onVerifyFailure });
+          }
           if (rt.config.upstream.onVerifyFailure === 'refuse') {
             this.outcome = 'refused';
             this.log.reason = `upstream verification failed: ${verifyError}`;

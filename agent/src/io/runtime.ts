@@ -7,7 +7,7 @@ import type { AgentConfig } from '../../../contracts/agent-config';
 import { type CertificateAuthority, loadCa, untrustedCa } from '../certs/ca';
 import { ForgedContextCache } from '../certs/context-cache';
 import { Lru } from '../certs/lru';
-import type { ConnectLog, Logger } from '../log/logger';
+import type { ConnectLog, LogThrottle, Logger } from '../log/logger';
 import type { OriginalDestination } from '../native/origdst';
 import type { AgentCounters } from '../observe/agent-counters';
 import type { ObservationSink } from '../observe/observer';
@@ -45,6 +45,7 @@ export interface UpstreamSession {
 export interface ProxyShared {
   counters: AgentCounters;
   log: Logger;
+  warnThrottle: LogThrottle;
   connectLog: ConnectLog;
   sink: ObservationSink | null;
   originalDestination: (socket: Socket) => OriginalDestination;

@@ -49,3 +49,22 @@ export class ConnectLog {
     if (this.enabled) this.write(`${JSON.stringify({ time: new Date().toISOString(), msg: 'connect', ...fields })}\n`);
   }
 }
+
+/** At most one log line per key per interval, so one broken upstream cannot flood the journal. Bounded. */
+export class LogThrottle {
+  private readonly last = new Map<string, number>();
+
+  constructor(
+    private readonly intervalMs = 60_000,
+    private readonly maxKeys = 1000,
+  ) {}
+
+  allow(key: string, now = Date.now()): boolean {
+    const t = this.last.get(key);
+    if (t !== undefined && now - t < this.intervalMs) return false;
+    this.last.delete(key);
+    this.last.set(key, now);
+    if (this.last.size > this.maxKeys) this.last.delete(this.last.keys().next().value as string);
+    return true;
+  }
+}

@@ -22,6 +22,8 @@ export const agentCounterNames = [
   'client_closed_early',
   'forge_failed',
   'connections_incoming',
+  'passthrough_old_tls',
+  'upstream_tls_failed',
 ] as const;
 
 export type AgentCounterName = (typeof agentCounterNames)[number];

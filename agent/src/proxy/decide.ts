@@ -34,6 +34,10 @@ export function decide(input: DecideInput): Decision {
   if (parse.kind === 'invalid') return { action: 'refuse', counter: 'client_hello_invalid', reason: parse.reason };
   if (parse.kind === 'not-tls') return { action: 'passthrough', counter: 'passthrough_not_tls', reason: 'not TLS', hello: null };
   const { hello } = parse;
+  // We speak TLS 1.2+ on both sides; an older client could still reach an old server directly, so let it.
+  if (hello.maxVersion < 0x0303) {
+    return { action: 'passthrough', counter: 'passthrough_old_tls', reason: `client offers at most TLS version 0x${hello.maxVersion.toString(16)}`, hello };
+  }
   const ip = unmapIp(input.destination.address);
   const hit = input.staticPassthrough.match(hello.sni, ip);
   if (hit) return { action: 'passthrough', counter: 'passthrough_static', reason: `static rule ${hit.rule}`, hello };

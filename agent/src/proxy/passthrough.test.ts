@@ -87,6 +87,8 @@ test('decide: loop, invalid, not-tls, static, learned, intercept', () => {
   const ok = decide({ ...base, parse: hello('a.test') });
   assert.equal(ok.action === 'intercept' && ok.destinationKey, 'sni:a.test');
   assert.equal(decide({ ...base, learned: null, parse: hello('pinned.test') }).action, 'intercept');
+  const old = decide({ ...base, parse: { kind: 'hello', hello: { sni: 'a.test', alpn: [], maxVersion: 0x0301, recordBytes: 80 } } });
+  assert.equal(old.action === 'passthrough' && old.counter, 'passthrough_old_tls');
 });
 
 test('isOwnListener: exact address, wildcard listeners with local addresses, other ports', () => {

@@ -96,3 +96,20 @@ test('params: keep_releases must keep current and previous', () => {
   assert.throws(() => agentReleaseParams.parse({ keep_releases: 1 }), /keep_releases must be at least 2/);
   assert.throws(() => agentReleaseParams.parse({ version: '../x' }), /version must be a release name/);
 });
+
+test('state absent removes /opt/epoch-agent; its twin is converged', () => {
+  const p = agentReleaseParams.parse({ state: 'absent' });
+  const remote = { home: true, current: '0.2.0', previous: '0.1.0', releases: ['0.2.0', '0.1.0'], targetSums: {} };
+  const changes = planRelease(p, { remote, target: '', artifact: null });
+  assert.deepEqual(changes.map((c) => c.steps), [[{ kind: 'run', argv: ['rm', '-rf', '--', '/opt/epoch-agent'], timeoutMs: 120_000 }]]);
+  assert.deepEqual(planRelease(p, { remote: { current: null, previous: null, releases: [], targetSums: {} }, target: '', artifact: null }), []);
+});
+
+test('version: previous is accepted, and registered without the plan-again check', async () => {
+  assert.equal(agentReleaseParams.parse({ version: 'previous' }).version, 'previous');
+  const { getModule } = await import('../registry');
+  await import('./index');
+  const registered = getModule('agent_release')!;
+  assert.equal(registered.converges?.({ version: 'previous' }), false);
+  assert.equal(registered.converges?.({}), true);
+});

@@ -14,8 +14,13 @@ export const agentReleaseParams = z
   .object({
     /** The built agent (scripts/build.mjs output), relative to the working directory. */
     artifact_dir: z.string().min(1).default('dist/agent'),
-    /** Pin `current` to a release already on the host (rollback uses this); default: the artifact's version. */
-    version: z.string().regex(versionPattern, 'version must be a release name like 0.1.0').optional(),
+    /**
+     * Pin `current` to a release already on the host; default: the artifact's version. `previous` means the release
+     * the `previous` link names (a one-shot rollback: the links swap, so that plan never becomes empty by itself).
+     */
+    version: z.string().regex(versionPattern, 'version must be a release name like 0.1.0, or previous').optional(),
+    /** absent: remove /opt/epoch-agent entirely (releases, links, pushed runtime, helper scripts). */
+    state: z.enum(['present', 'absent']).default('present'),
     /** Releases kept on the host, the current and previous included. */
     keep_releases: z.number().int().min(2, 'keep_releases must be at least 2 (current and previous)').default(3),
   })
@@ -23,6 +28,8 @@ export const agentReleaseParams = z
 export type AgentReleaseParams = z.infer<typeof agentReleaseParams>;
 
 export interface RemoteReleaseState {
+  /** Whether /opt/epoch-agent exists at all. */
+  home?: boolean;
   /** Release names `current` / `previous` point at; null when the link is absent or points elsewhere. */
   current: string | null;
   previous: string | null;
@@ -47,6 +54,7 @@ export class ReleaseError extends ProvisionError {
 }
 
 const probeScript = `home=$1 version=$2; shift 2
+if [ -d "$home" ]; then echo home=yes; fi
 echo "current=$(readlink "$home/current" 2>/dev/null)"
 echo "previous=$(readlink "$home/previous" 2>/dev/null)"
 if [ -d "$home/releases" ]; then (cd "$home/releases" && ls -1t) | sed 's/^/release=/'; fi
@@ -71,7 +79,8 @@ const releaseNameOf = (link: string) => {
 export function parseReleaseProbe(stdout: string): RemoteReleaseState {
   const state: RemoteReleaseState = { current: null, previous: null, releases: [], targetSums: {} };
   for (const line of stdout.split('\n')) {
-    if (line.startsWith('current=')) state.current = releaseNameOf(line.slice(8).trim());
+    if (line === 'home=yes') state.home = true;
+    else if (line.startsWith('current=')) state.current = releaseNameOf(line.slice(8).trim());
     else if (line.startsWith('previous=')) state.previous = releaseNameOf(line.slice(9).trim());
     else if (line.startsWith('release=')) state.releases.push(line.slice(8));
     else if (line.startsWith('sum=')) {
@@ -92,6 +101,12 @@ export const agentRelease: ProvisionModule<AgentReleaseParams, AgentReleaseFacts
   name: 'agent_release',
   params: agentReleaseParams,
   async gather(host, params) {
+    if (params.state === 'absent') return { remote: await gatherRemoteRelease(host, '', []), target: '', artifact: null };
+    if (params.version === 'previous') {
+      const remote = await gatherRemoteRelease(host, '', []);
+      if (remote.previous === null) throw new ReleaseError(`version: previous, but the host has no previous release (current is ${remote.current ?? '(none)'})`);
+      return { remote: await gatherRemoteRelease(host, remote.previous, []), target: remote.previous, artifact: null };
+    }
     let artifact: AgentArtifact | null = null;
     if (params.version === undefined) artifact = loadAgentArtifact(params.artifact_dir);
     else {
@@ -121,6 +136,17 @@ export function sumsMatch(expected: Record<string, string>, actual: Record<strin
 
 export function planRelease(params: AgentReleaseParams, facts: AgentReleaseFacts): Change[] {
   const { remote, target, artifact } = facts;
+  if (params.state === 'absent') {
+    if (!remote.home) return [];
+    return [{
+      id: `absent:${agentHome}`,
+      summary: `remove ${agentHome} (releases ${remote.releases.join(', ') || 'none'}, current ${remote.current ?? '(none)'})`,
+      diff: { subject: agentHome, before: remote.releases.map((r) => `${r}\n`).join(''), after: '' },
+      steps: [{ kind: 'run', argv: ['rm', '-rf', '--', agentHome], timeoutMs: 120_000 }],
+      // Uninstall: a reinstall pushes the release again.
+      undo: null,
+    }];
+  }
   const changes: Change[] = [];
   const present = remote.releases.includes(target);
   if (artifact && artifact.version === target) {

@@ -194,7 +194,7 @@ test('parses the service probe', () => {
     `health=${b64('{"ready":true,"version":"0.1.0"}')}`,
   ].join('\n');
   const facts = parseServiceProbe(out, debianRuntime());
-  assert.deepEqual(facts.user, { uid: 998, shell: '/usr/sbin/nologin' });
+  assert.deepEqual(facts.user, { uid: 998, shell: '/usr/sbin/nologin', gecos: 'epoch-agent' });
   assert.equal(facts.groupExists, true);
   assert.deepEqual(facts.paths['/etc/epoch-agent'], { owner: 'root', group: 'epoch-agent', mode: '750', type: 'directory' });
   assert.equal(facts.paths['/var/lib/epoch-agent'], null);
@@ -205,4 +205,27 @@ test('parses the service probe', () => {
   assert.equal(facts.systemdAnalyze, true);
   assert.equal(facts.currentVersion, '0.2.0');
   assert.equal(facts.runningVersion, '0.1.0');
+});
+
+test('state absent on an installed host: stop, unit, files, then the user this module created', () => {
+  const facts = convergedFacts({ user: { uid: 999, shell: '/usr/sbin/nologin', gecos: 'epoch-agent TLS observability proxy' } });
+  const changes = planService(agentServiceParams.parse({ state: 'absent' }), facts);
+  assert.deepEqual(changes.map((c) => c.id), [
+    'stop:epoch-agent.service',
+    'absent:/etc/systemd/system/epoch-agent.service',
+    'absent:files',
+    'absent:/etc/epoch-agent',
+    'absent:user:epoch-agent',
+  ]);
+  assert.deepEqual(changes[2]!.steps, [{ kind: 'run', argv: ['rm', '-rf', '--', '/etc/epoch-agent/agent.json', '/opt/epoch-agent/libexec', '/var/lib/epoch-agent'] }]);
+});
+
+test('state absent twin: nothing left (a user we did not create stays), and no Node needed', () => {
+  const facts = freshFacts({
+    runtime: debianRuntime({ nodes: [] }),
+    user: { uid: 1001, shell: '/bin/sh', gecos: 'someone else' },
+    systemd: { activeState: 'inactive', unitFileState: '', loadState: 'not-found' },
+    currentVersion: null,
+  });
+  assert.deepEqual(planService(agentServiceParams.parse({ state: 'absent' }), facts), []);
 });

@@ -43,6 +43,8 @@ export const agentServiceParams = z
     ready_seconds: z.number().int().min(1).max(300).default(30),
     start_limit_burst: z.number().int().min(1).default(5),
     start_limit_interval_sec: z.number().int().min(1).default(300),
+    /** absent: stop and remove the service, its files, state and the user this module created. */
+    state: z.enum(['present', 'absent']).default('present'),
   })
   .strict();
 export type AgentServiceParams = z.infer<typeof agentServiceParams>;
@@ -57,7 +59,8 @@ export interface PathState {
 
 export interface AgentServiceFacts {
   runtime: HostRuntimeFacts;
-  user: { uid: number; shell: string } | null;
+  /** gecos tells whether this module created the user (it sets its own comment). */
+  user: { uid: number; shell: string; gecos?: string } | null;
   groupExists: boolean;
   paths: Record<string, PathState | null>;
   /** Contents of the files this module writes; null when absent. */
@@ -73,6 +76,7 @@ export interface AgentServiceFacts {
 }
 
 const nologin = '/usr/sbin/nologin';
+const userComment = 'epoch-agent TLS observability proxy';
 const managedFiles = [configPath, unitPath, waitHealthyScript, supervisorScript, supervisorEnvPath];
 
 const healthJs = `const [h,p]=process.argv.slice(1);require('http').get({host:h,port:+p,path:'/healthz',timeout:3000},r=>{let b='';r.on('data',d=>b+=d);r.on('end',()=>process.stdout.write(b))}).on('timeout',function(){this.destroy()}).on('error',()=>{})`;
@@ -126,7 +130,7 @@ export function parseServiceProbe(stdout: string, runtime: HostRuntimeFacts): Ag
     const value = line.slice(eq + 1);
     if (key === 'passwd' && value) {
       const f = value.split(':');
-      facts.user = { uid: Number(f[2]), shell: f[6] ?? '' };
+      facts.user = { uid: Number(f[2]), shell: f[6] ?? '', gecos: f[4] ?? '' };
     } else if (key === 'group') facts.groupExists = value !== '';
     else if (key === 'stat') {
       const bar = value.indexOf('|');
@@ -181,6 +185,7 @@ export function useSystemd(params: AgentServiceParams, facts: AgentServiceFacts)
 }
 
 export function planService(params: AgentServiceParams, facts: AgentServiceFacts): Change[] {
+  if (params.state === 'absent') return planAbsent(params, facts);
   const nodePath = params.node_path ?? usableNode(facts.runtime.nodes, params.min_node_version)?.path;
   if (!nodePath) throw new PreflightError(missingNodeMessage(facts.runtime, params.min_node_version));
   const systemd = useSystemd(params, facts);
@@ -195,7 +200,7 @@ export function planService(params: AgentServiceParams, facts: AgentServiceFacts
     changes.push({
       id: `user:${agentUser}`,
       summary: `create system user ${agentUser} (group ${agentGroup}, shell ${nologin})`,
-      steps: [{ kind: 'run', argv: ['useradd', '--system', '--user-group', '--home-dir', stateDir, '--no-create-home', '--shell', nologin, '--comment', 'epoch-agent TLS observability proxy', agentUser] }],
+      steps: [{ kind: 'run', argv: ['useradd', '--system', '--user-group', '--home-dir', stateDir, '--no-create-home', '--shell', nologin, '--comment', userComment, agentUser] }],
       // We created it, so undo removes it (and its group); a pre-existing user is never removed.
       undo: [{ kind: 'run', argv: ['userdel', agentUser] }],
     });
@@ -382,4 +387,44 @@ export function renderSupervisorEnv(nodePath: string, p: AgentServiceParams): st
     `EPOCH_READY_SECONDS=${q(p.ready_seconds)}`,
     '',
   ].join('\n');
+}
+
+/** Uninstall: stop first (the agent drains), then the unit, files, state, and the user if this module made it. */
+function planAbsent(params: AgentServiceParams, facts: AgentServiceFacts): Change[] {
+  const changes: Change[] = [];
+  const timeoutMs = (params.drain_seconds + 30) * 1000;
+  const s = facts.systemd;
+  const unitPresent = facts.files[unitPath] != null;
+  if (s && (s.activeState !== 'inactive' || s.unitFileState === 'enabled')) {
+    changes.push({
+      id: `stop:${unitName}`,
+      summary: `stop and disable ${unitName} (is ${s.activeState}, ${s.unitFileState || 'no unit file'})`,
+      steps: [{ kind: 'run', argv: ['sh', '-c', 'systemctl disable --now "$1"; systemctl reset-failed "$1" 2> /dev/null; exit 0', 'epoch-agent-stop', unitName], timeoutMs }],
+      undo: null,
+    });
+  }
+  if (facts.supervisorRunning) {
+    changes.push({ id: 'stop:supervisor', summary: 'stop the agent and its sh supervisor', steps: [{ kind: 'run', argv: [supervisorScript, 'stop'], timeoutMs }], undo: null });
+  }
+  if (unitPresent) {
+    changes.push({
+      id: `absent:${unitPath}`,
+      summary: `remove ${unitPath}`,
+      steps: [{ kind: 'run', argv: ['rm', '-f', unitPath] }, ...(s ? [{ kind: 'run', argv: ['systemctl', 'daemon-reload'], timeoutMs: 60_000 } satisfies Step] : [])],
+      undo: null,
+    });
+  }
+  const files = [configPath, supervisorEnvPath].filter((f) => facts.files[f] != null);
+  const trees = [libexecDir, stateDir].filter((d) => facts.paths[d] != null);
+  if (files.length + trees.length > 0) {
+    changes.push({ id: 'absent:files', summary: `remove ${[...files, ...trees].join(', ')}`, steps: [{ kind: 'run', argv: ['rm', '-rf', '--', ...files, ...trees] }], undo: null });
+  }
+  // The CA module owns /etc/epoch-agent/ca; the folder goes only once it is empty.
+  if (facts.paths[configDir] != null && changes.length > 0) {
+    changes.push({ id: `absent:${configDir}`, summary: `remove ${configDir} if empty`, steps: [{ kind: 'run', argv: ['rmdir', '--ignore-fail-on-non-empty', configDir] }], undo: null });
+  }
+  if (facts.user && facts.user.gecos === userComment) {
+    changes.push({ id: `absent:user:${agentUser}`, summary: `remove user ${agentUser} (created by epoch-provision)`, steps: [{ kind: 'run', argv: ['userdel', agentUser] }], undo: null });
+  }
+  return changes;
 }

@@ -47,6 +47,6 @@ export function planRollbackFrom(remote: RemoteReleaseState): AgentRollbackPlan 
   }
   if (!remote.releases.includes(to)) throw new ReleaseError(`cannot roll back the agent: previous points at ${to}, which is no longer on the host`);
   // No pruning during a rollback: keep everything that is there.
-  const switchChanges = planRelease({ artifact_dir: '', version: to, keep_releases: Number.MAX_SAFE_INTEGER }, { remote, target: to, artifact: null });
+  const switchChanges = planRelease({ artifact_dir: '', version: to, keep_releases: Number.MAX_SAFE_INTEGER, state: 'present' }, { remote, target: to, artifact: null });
   return { from: remote.current, to, changes: [...switchChanges, restartAgentChange(`roll back ${remote.current ?? '(none)'} -> ${to}`)] };
 }
