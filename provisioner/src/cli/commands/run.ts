@@ -41,15 +41,14 @@ import type { HostFacts } from '../../facts/host-facts';
 import { newRunId } from '../../runner/run-id';
 import { type HealthGateResult, type PlayHost, runPlay } from '../../runner/run-play';
 import type { CommandLogger } from '../../transport/command-log';
-import { LocalTransport } from '../../transport/local-transport';
-import { JumpPool, SshTransport } from '../../transport/ssh-transport';
+import { JumpPool } from '../../transport/ssh-transport';
 import type { Transport } from '../../transport/transport';
 import { exitCodes } from '../exit-codes';
+import { becomePasswordOf, openTransport } from '../open-transport';
 
 /** Tasks with this tag are the play's health gate: they run after each batch instead of in the task list. */
 export const healthGateTag = 'health_gate';
-/** Host variable naming the known_hosts file for that host (the lab's inventories set it). */
-export const knownHostsFileVar = 'epoch_known_hosts_file';
+export { knownHostsFileVar } from '../open-transport';
 /** Play variable for the cumulative failure budget across batches (percent of the play's hosts, "must be exceeded"). */
 export const totalFailBudgetVar = 'epoch_max_total_fail_percentage';
 
@@ -244,16 +243,6 @@ async function load(flags: RunFlags): Promise<Loaded> {
   return { inventory, plays: selected, specs, ...(vaultPassword !== undefined && { vaultPassword }) };
 }
 
-function becomePasswordOf(spec: ConnectionSpec): string | undefined {
-  const inline = (spec as ConnectionSpec & { becomePassword?: string }).becomePassword;
-  if (inline !== undefined) return inline;
-  if (spec.becomePasswordEnv) {
-    const value = process.env[spec.becomePasswordEnv];
-    if (value === undefined) throw new ConfigError([{ location: '--become-password-env', message: `environment variable ${spec.becomePasswordEnv} is not set (expected the sudo password)` }]);
-    return value;
-  }
-  return undefined;
-}
 
 async function confirm(question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
@@ -300,11 +289,12 @@ async function run(flags: RunFlags): Promise<number> {
   const connect = (host: PlayHost): Promise<Transport> => {
     let c = connections.get(host.name);
     if (!c) {
-      const spec = loaded.specs.get(host.name);
-      const knownHostsVar = host.vars[knownHostsFileVar];
-      // Per host: UserKnownHostsFile in ansible_ssh_common_args, then the epoch_known_hosts_file var, then --known-hosts.
-      const withKnownHosts = spec && !spec.knownHostsFile && typeof knownHostsVar === 'string' && knownHostsVar !== '' ? { ...spec, knownHostsFile: knownHostsVar } : spec;
-      c = openTransport(host.name, withKnownHosts, becomePasswords.get(host.name), flags, onCommand, jumpPool);
+      c = openTransport(host.name, loaded.specs.get(host.name), host.vars, becomePasswords.get(host.name), {
+        knownHostsFile: flags.knownHosts,
+        acceptNewHostKeys: flags.acceptNewHostKeys,
+        onCommand,
+        jumpPool,
+      });
       connections.set(host.name, c);
     }
     return c;
@@ -380,29 +370,6 @@ async function run(flags: RunFlags): Promise<number> {
   return exitCode;
 }
 
-async function openTransport(
-  name: string,
-  spec: ConnectionSpec | undefined,
-  becomePassword: string | undefined,
-  flags: RunFlags,
-  onCommand: CommandLogger,
-  jumpPool: JumpPool,
-): Promise<Transport> {
-  if (!spec) throw new Error(`no connection spec for ${name}`);
-  const become = spec.become ? { user: spec.becomeUser, ...(becomePassword !== undefined && { password: becomePassword }) } : undefined;
-  if (spec.kind === 'local') return new LocalTransport({ hostName: name, onCommand, ...(become && { become }) });
-  return SshTransport.connect({
-    hostName: name,
-    target: { address: spec.address, port: spec.port, user: spec.user },
-    jumps: spec.proxyJump.map((j) => ({ address: j.address, port: j.port, user: j.user ?? spec.user })),
-    ...(spec.privateKeyFile !== undefined && { privateKeyFile: spec.privateKeyFile }),
-    knownHostsFile: spec.knownHostsFile ?? flags.knownHosts,
-    acceptNewHostKeys: flags.acceptNewHostKeys,
-    ...(become && { become }),
-    onCommand,
-    jumpPool,
-  });
-}
 
 /** The verify step between batches: the play's health_gate-tagged tasks, run on each host that succeeded. */
 async function runHealthGate(
