@@ -8,6 +8,8 @@ const commands: Record<string, () => Promise<Command>> = {
   inventory: async () => (await import('./commands/inventory')).inventoryCommand,
   ca: async () => (await import('./commands/ca')).caCommand,
   demo: async () => (await import('./commands/demo')).demoCommand,
+  rollback: async () => (await import('./commands/rollback')).rollbackCommand,
+  uninstall: async () => (await import('./commands/uninstall')).uninstallCommand,
   'agent-rollback': async () => (await import('./commands/agent-rollback')).agentRollbackCommand,
 };
 
