@@ -1,7 +1,7 @@
 // The generated inventory of a lab: an Ansible-style hosts.yml (groups debian and rhel), the lab's SSH key, a
 // known_hosts with every host's key, and an ssh_config usable as `ssh -F <dir>/ssh_config <host> CMD`.
 import { existsSync, readFileSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { LabState } from './lab';
 import { writeAtomic } from './paths';
 
@@ -72,5 +72,7 @@ export function writeInventory(lab: LabState): void {
 export function removeInventory(lab: LabState): void {
   const inv = lab.inventory;
   for (const f of [inv.hostsFile, inv.sshConfig, inv.knownHosts, inv.keyFile, `${inv.keyFile}.pub`]) rmSync(f, { force: true });
-  if (existsSync(inv.dir) && readdirSync(inv.dir).length === 0) rmdirSync(inv.dir);
+  for (const dir of [...new Set([dirname(inv.keyFile), dirname(inv.sshConfig)]), inv.dir]) {
+    if (existsSync(dir) && readdirSync(dir).length === 0) rmdirSync(dir);
+  }
 }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import {
   existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ensureImage, generateCa, imagePaths, mountOverlay, pruneImages } from './image';
 import { writeInventory, removeInventory } from './inventory';
 import {
@@ -297,9 +297,10 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
         inventory: {
           dir: invDir,
           hostsFile: join(invDir, 'hosts.yml'),
-          sshConfig: join(invDir, 'ssh_config'),
-          knownHosts: join(invDir, 'known_hosts'),
-          keyFile: join(invDir, 'id_ed25519'),
+          // Under .ssh/: an inventory folder's hidden entries are never parsed as inventory sources (as in Ansible).
+          sshConfig: join(invDir, '.ssh', 'config'),
+          knownHosts: join(invDir, '.ssh', 'known_hosts'),
+          keyFile: join(invDir, '.ssh', 'id_ed25519'),
         },
         hosts: [],
         ...(opts.owner ? { owner: opts.owner } : {}),
@@ -315,7 +316,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     }
     lab.flavor = opts.flavor;
     if (!existsSync(lab.inventory.keyFile)) {
-      mkdirSync(lab.inventory.dir, { recursive: true });
+      mkdirSync(dirname(lab.inventory.keyFile), { recursive: true, mode: 0o700 });
       await runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `epoch-lab-${name}`, '-f', lab.inventory.keyFile]);
     }
 
