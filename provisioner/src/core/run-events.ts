@@ -27,7 +27,7 @@ export type RunEvent =
   | { type: 'batch-start'; play: string; index: number; of: number; hosts: string[] }
   | { type: 'host-start'; host: string }
   | { type: 'task-start'; host: string; task: string }
-  | { type: 'task-result'; host: string; task: string; status: TaskStatus; changes: ChangeReport[]; message?: string; durationMs: number }
+  | { type: 'task-result'; host: string; task: string; status: TaskStatus; changes: ChangeReport[]; notes?: string[]; message?: string; durationMs: number }
   | { type: 'host-unreachable'; host: string; message: string }
   | { type: 'host-done'; host: string; status: 'ok' | 'changed' | 'failed' | 'unreachable' }
   | { type: 'health-gate'; play: string; index: number; passed: boolean; failedHosts: string[]; message?: string }

@@ -14,6 +14,14 @@ export interface RegisteredModule extends AnyModule {
    * `removes`): the runner then skips the plan-again convergence check for it. Absent means true.
    */
   converges?(params: unknown): boolean;
+  /**
+   * The runner runs this task over a NEW connection to the host, closed afterwards: a confirmation that proves the
+   * controller can still reach the host after a change (commit-confirmed firewall rules) must not ride on the
+   * connection that existed before the change.
+   */
+  readonly freshConnection?: boolean;
+  /** Lines worth showing for this host even when nothing changed (a CA fingerprint, a trust-coverage report). */
+  report?(params: unknown, facts: unknown): string[];
 }
 
 const modules = new Map<string, RegisteredModule>();

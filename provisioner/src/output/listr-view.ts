@@ -69,7 +69,8 @@ export class ListrView {
         const s = this.slot(e.host);
         if (e.status === 'failed') s.lastMessage = `${e.task}: ${e.message ?? 'failed'}`;
         if (s.task && e.changes.length > 0) s.task.output = `${e.task}: ${e.changes.map((c) => c.summary).join('; ')}`;
-        if (e.changes.some((c) => c.diff)) this.trailer.push(plainLine(e) ?? '');
+        // Diffs and module reports (CA fingerprints, trust coverage) are printed in full once the tree is done.
+        if (e.changes.some((c) => c.diff) || (e.notes?.length ?? 0) > 0) this.trailer.push(plainLine(e) ?? '');
         break;
       }
       case 'host-unreachable':

@@ -13,7 +13,8 @@ export function plainLine(e: RunEvent): string | null {
     case 'task-result': {
       const head = `${e.status}: [${e.host}] ${e.task}${e.message ? `: ${e.message}` : ''}`;
       const changes = e.changes.flatMap((c) => [`  ~ ${c.summary}`, ...(c.diff ? formatDiff(c.diff.subject, c.diff.before, c.diff.after) : [])]);
-      return [head, ...changes].join('\n');
+      const notes = (e.notes ?? []).map((n) => `  · ${n}`);
+      return [head, ...changes, ...notes].join('\n');
     }
     case 'host-unreachable':
       return `unreachable: [${e.host}] ${e.message}`;

@@ -30,20 +30,25 @@ async function appendLine(transport: Transport, generation: string, line: Journa
 }
 
 export class HostJournal {
-  private seq = 0;
-
   constructor(
     private readonly transport: Transport,
     readonly generation: string,
+    /** Shared by every connection that writes this host's journal in one run, so entry numbers stay unique. */
+    private readonly counter = { seq: 0 },
   ) {}
+
+  /** The same journal, written over another connection to the same host. */
+  via(transport: Transport): HostJournal {
+    return new HostJournal(transport, this.generation, this.counter);
+  }
 
   /** Records the undo of a change. Must complete before the change's steps run. */
   async record(task: string, module: string, change: Change): Promise<void> {
-    this.seq += 1;
+    this.counter.seq += 1;
     await appendLine(this.transport, this.generation, {
       v: 1,
       kind: 'change',
-      seq: this.seq,
+      seq: this.counter.seq,
       at: new Date().toISOString(),
       task,
       module,

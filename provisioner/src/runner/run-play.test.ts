@@ -11,6 +11,7 @@ type T = PlayTask & { params: Record<string, unknown>; when?: boolean };
 function play(hostCount: number, overrides: Partial<PlayOptions<T>> = {}) {
   const transports = new Map<string, FakeTransport>();
   const events: RunEvent[] = [];
+  const fresh: string[] = [];
   const hosts = Array.from({ length: hostCount }, (_, i) => ({ name: `h${i + 1}`, vars: {} }));
   const options: PlayOptions<T> = {
     name: 'site',
@@ -28,12 +29,16 @@ function play(hostCount: number, overrides: Partial<PlayOptions<T>> = {}) {
       transports.set(h.name, t);
       return t;
     },
-    getModule: (name) => (name === 'test_file' ? testFileModule : undefined),
+    connectFresh: async (h) => {
+      fresh.push(h.name);
+      return new FakeTransport(h.name);
+    },
+    getModule: (name) => (name === 'test_file' ? testFileModule : name === 'test_confirm' ? { ...testFileModule, name: 'test_confirm', freshConnection: true } : undefined),
     prepare: (task) => ({ skip: task.when === false ? 'when: false' : null, params: task.params }),
     emit: (e) => events.push(e),
     ...overrides,
   };
-  return { options, transports, events };
+  return { options, transports, events, fresh };
 }
 
 test('one batch: every host changed, then the already-converged twin run is all ok', async () => {
@@ -192,4 +197,17 @@ test('the already-converged twin: --no-rollback leaves the failed canary as it i
   await runPlay(p.options);
   assert.equal(p.events.some((e) => e.type === 'rollback-entry'), false);
   assert.equal(p.transports.get('h1')?.files.get('/etc/c')?.content, 'v2');
+});
+
+test('a freshConnection module runs over a new connection, not the shared one', async () => {
+  const p = play(1, {
+    tasks: [
+      { name: 'conf', module: 'test_file', params: { path: '/etc/c', content: 'v2' } },
+      { name: 'confirm', module: 'test_confirm', params: { path: '/etc/confirmed', content: 'yes' } },
+    ],
+  });
+  await runPlay(p.options);
+  assert.deepEqual(p.fresh, ['h1']);
+  assert.equal(p.transports.get('h1')?.files.get('/etc/c')?.content, 'v2');
+  assert.equal(p.transports.get('h1')?.files.has('/etc/confirmed'), false);
 });

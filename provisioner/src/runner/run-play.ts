@@ -47,6 +47,8 @@ export interface PlayOptions<T extends PlayTask> {
   /** Read host facts in one round trip before the first task (Ansible's gather_facts). */
   gatherFacts: boolean;
   connect(host: PlayHost): Promise<Transport>;
+  /** A new connection, never shared (for modules marked freshConnection); the runner closes it. */
+  connectFresh(host: PlayHost): Promise<Transport>;
   getModule(name: string): RegisteredModule | undefined;
   prepare: PrepareTask<T>;
   /** Runs after each batch on the hosts that succeeded (skipped in check mode). */
@@ -163,14 +165,16 @@ async function runHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, re
         emitResult(o, host, task, 'skipped', started, [], skip);
         continue;
       }
-      const outcome = await runTask(context, module, params, task.name, journal, { check: o.check, diff: o.diff });
+      const outcome = module.freshConnection
+        ? await withFreshConnection(o, host, (fresh) => runTask({ ...context, transport: fresh }, module, params, task.name, journal.via(fresh), { check: o.check, diff: o.diff }))
+        : await runTask(context, module, params, task.name, journal, { check: o.check, diff: o.diff });
       recap.ok += 1;
       if (outcome.status === 'changed') {
         recap.changed += 1;
         changedAny = true;
         o.factsCache?.delete(host.name);
       }
-      emitResult(o, host, task, outcome.status, started, outcome.changes);
+      emitResult(o, host, task, outcome.status, started, outcome.changes, undefined, outcome.notes);
     } catch (err) {
       const outcome = failHost(o, host, recap, task.name, err, started);
       if (outcome === 'failed') await rollBackHost(o, host.name);
@@ -178,6 +182,15 @@ async function runHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, re
     }
   }
   return done(changedAny ? 'changed' : 'ok');
+}
+
+async function withFreshConnection<T extends PlayTask, R>(o: PlayOptions<T>, host: PlayHost, fn: (t: Transport) => Promise<R>): Promise<R> {
+  const fresh = await o.connectFresh(host);
+  try {
+    return await fn(fresh);
+  } finally {
+    await fresh.close();
+  }
 }
 
 /** Replays this run's journal on a failed host (see PlayOptions.rollbackFailedHosts); its outcome is reported as events. */
@@ -206,6 +219,6 @@ function failHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, recap: 
   return 'failed';
 }
 
-function emitResult<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, task: T, status: TaskStatus, started: number, changes: import('../core/run-events').ChangeReport[], message?: string) {
-  o.emit({ type: 'task-result', host: host.name, task: task.name, status, changes, ...(message !== undefined && { message }), durationMs: Math.round(performance.now() - started) });
+function emitResult<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, task: T, status: TaskStatus, started: number, changes: import('../core/run-events').ChangeReport[], message?: string, notes: string[] = []) {
+  o.emit({ type: 'task-result', host: host.name, task: task.name, status, changes, ...(notes.length > 0 && { notes }), ...(message !== undefined && { message }), durationMs: Math.round(performance.now() - started) });
 }

@@ -32,7 +32,7 @@ test('already converged twin: empty plan → ok, no step, no journal', async () 
   const { t, ctx, journal } = setup();
   t.files.set('/etc/x.conf', { content: 'new\n', mode: 0o644 });
   const out = await runTask(ctx, testFileModule, params, 'write x', journal, { check: false, diff: true });
-  assert.deepEqual(out, { status: 'ok', changes: [] });
+  assert.deepEqual(out, { status: 'ok', changes: [], notes: [] });
   assert.deepEqual(t.calls.map((c) => c.argv[0]), ['cat']);
 });
 
@@ -40,7 +40,7 @@ test('--check --diff reports exactly the change and touches nothing', async () =
   const { t, ctx, journal } = setup();
   t.files.set('/etc/x.conf', { content: 'old\n', mode: 0o644 });
   const out = await runTask(ctx, testFileModule, params, 'write x', journal, { check: true, diff: true });
-  assert.deepEqual(out, { status: 'changed', changes: [{ id: 'file:/etc/x.conf', summary: 'update /etc/x.conf', diff: { subject: '/etc/x.conf', before: 'old\n', after: 'new\n' } }] });
+  assert.deepEqual(out, { status: 'changed', changes: [{ id: 'file:/etc/x.conf', summary: 'update /etc/x.conf', diff: { subject: '/etc/x.conf', before: 'old\n', after: 'new\n' } }], notes: [] });
   assert.equal(t.files.get('/etc/x.conf')?.content, 'old\n');
   assert.deepEqual(t.calls.map((c) => c.argv[0]), ['cat'], 'only the read-only gather ran');
 });
@@ -85,4 +85,19 @@ test('rollback replays undo in reverse, is idempotent, and reports a failed undo
   assert.equal(failed.failed?.change, 'file:/etc/c');
   assert.match(failed.failed?.message ?? '', /permission denied/);
   assert.deepEqual(await rollbackGeneration(new FakeTransport('fresh'), generation), { rolledBack: 0, alreadyRolledBack: 0, irreversible: [], failed: null });
+});
+
+test('a module report is shown on the final state, for a converged host and after a change', async () => {
+  const { FakeTransport } = await import('../transport/fake-transport');
+  const { HostJournal } = await import('./journal');
+  const { runTask } = await import('./run-task');
+  const { testFileModule } = await import('./test-modules');
+  const reporting = { ...testFileModule, report: (_p: unknown, f: unknown) => [`content is ${JSON.stringify((f as { content: string | null }).content)}`] };
+  const transport = new FakeTransport('h1');
+  const host = { name: 'h1', vars: {}, transport };
+  const params = { path: '/etc/c', content: 'v2' };
+  const first = await runTask(host, reporting, params, 'conf', new HostJournal(transport, '20261125T000000Z-aaaaaa'), { check: false, diff: false });
+  assert.deepEqual([first.status, first.notes], ['changed', ['content is "v2"']]);
+  const again = await runTask(host, reporting, params, 'conf', new HostJournal(transport, '20261125T000000Z-aaaaaa'), { check: false, diff: false });
+  assert.deepEqual([again.status, again.notes], ['ok', ['content is "v2"']]);
 });

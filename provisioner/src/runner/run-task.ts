@@ -16,6 +16,8 @@ export interface TaskRunOptions {
 export interface TaskOutcome {
   status: 'ok' | 'changed';
   changes: ChangeReport[];
+  /** The module's report on the host's final state (see RegisteredModule.report). */
+  notes: string[];
 }
 
 const redacted = '(secret content redacted)';
@@ -39,16 +41,20 @@ export async function runTask(
   options: TaskRunOptions,
 ): Promise<TaskOutcome> {
   const facts = await module.gather(host, params);
+  const notesOf = (f: unknown) => module.report?.(params, f) ?? [];
   const changes = module.plan(params, facts);
-  if (changes.length === 0) return { status: 'ok', changes: [] };
+  if (changes.length === 0) return { status: 'ok', changes: [], notes: notesOf(facts) };
   const reports = changes.map((c) => reportChange(c, options.diff));
-  if (options.check) return { status: 'changed', changes: reports };
+  if (options.check) return { status: 'changed', changes: reports, notes: notesOf(facts) };
   for (const change of changes) {
     await journal.record(taskName, module.name, change);
     await executeSteps(host.transport, change.steps);
   }
-  if (module.converges?.(params) !== false) {
-    const again = module.plan(params, await module.gather(host, params));
+  let notes: string[] = [];
+  if (module.converges?.(params) !== false || module.report) {
+    const after = await module.gather(host, params);
+    notes = notesOf(after);
+    const again = module.converges?.(params) === false ? [] : module.plan(params, after);
     if (again.length > 0) {
       throw new DidNotConvergeError(
         `did not converge: after applying, planning again still wants ${again.length} change(s): ${again.map((c) => c.summary).join('; ')}`,
@@ -56,5 +62,5 @@ export async function runTask(
       );
     }
   }
-  return { status: 'changed', changes: reports };
+  return { status: 'changed', changes: reports, notes };
 }

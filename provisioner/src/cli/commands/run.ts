@@ -286,15 +286,17 @@ async function run(flags: RunFlags): Promise<number> {
 
   const connections = new Map<string, Promise<Transport>>();
   const jumpPool = new JumpPool();
+  const openFor = (host: PlayHost): Promise<Transport> =>
+    openTransport(host.name, loaded.specs.get(host.name), host.vars, becomePasswords.get(host.name), {
+      knownHostsFile: flags.knownHosts,
+      acceptNewHostKeys: flags.acceptNewHostKeys,
+      onCommand,
+      jumpPool,
+    });
   const connect = (host: PlayHost): Promise<Transport> => {
     let c = connections.get(host.name);
     if (!c) {
-      c = openTransport(host.name, loaded.specs.get(host.name), host.vars, becomePasswords.get(host.name), {
-        knownHostsFile: flags.knownHosts,
-        acceptNewHostKeys: flags.acceptNewHostKeys,
-        onCommand,
-        jumpPool,
-      });
+      c = openFor(host);
       connections.set(host.name, c);
     }
     return c;
@@ -335,6 +337,7 @@ async function run(flags: RunFlags): Promise<number> {
         diff: flags.diff,
         gatherFacts: true,
         connect,
+        connectFresh: openFor,
         getModule,
         prepare,
         ...(gate.length > 0 && { healthGate: (batch: string[]) => runHealthGate(batch, gate, playHosts, connect, prepare, runId) }),

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { Argv, Change, Step } from '../../core/change';
 import { ProvisionError } from '../../core/errors';
 import type { HostContext, ProvisionModule } from '../module';
+import { tryRestartStep } from '../try-restart';
 import { type AgentArtifact, loadAgentArtifact } from './artifact';
 import { agentHome, currentLink, releaseDir, releasesDir, unitName, versionPattern } from './layout';
 
@@ -244,11 +245,7 @@ setlink current "$2"
 `;
 
 /** After switching back, a running agent must run the release that is current again (no-op when it is stopped). */
-const restartIfRunning: Step = {
-  kind: 'run',
-  argv: ['sh', '-c', 'if [ -d /run/systemd/system ]; then systemctl try-restart "$1"; fi', 'epoch-try-restart', unitName],
-  timeoutMs: 120_000,
-};
+const restartIfRunning: Step = tryRestartStep(unitName);
 
 export function switchSteps(current: string | null, previous: string | null): Step[] {
   const link = (v: string | null) => (v === null ? '' : `releases/${v}`);

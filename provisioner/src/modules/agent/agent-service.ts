@@ -27,6 +27,7 @@ import {
 import { type HostRuntimeFacts, minimumNodeVersion, parseRuntimeProbe, runtimeProbeArgv, usableNode } from './node-runtime';
 import { missingNodeMessage, PreflightError } from './preflight';
 import { supervisorSource } from './supervisor-script';
+import { nologin, userComment, userChanges } from './agent-user';
 import { renderUnit, waitHealthySource } from './systemd-unit';
 
 export const agentServiceParams = z
@@ -75,8 +76,6 @@ export interface AgentServiceFacts {
   runningVersion: string | null;
 }
 
-const nologin = '/usr/sbin/nologin';
-const userComment = 'epoch-agent TLS observability proxy';
 const managedFiles = [configPath, unitPath, waitHealthyScript, supervisorScript, supervisorEnvPath];
 
 const healthJs = `const [h,p]=process.argv.slice(1);require('http').get({host:h,port:+p,path:'/healthz',timeout:3000},r=>{let b='';r.on('data',d=>b+=d);r.on('end',()=>process.stdout.write(b))}).on('timeout',function(){this.destroy()}).on('error',()=>{})`;
@@ -196,23 +195,7 @@ export function planService(params: AgentServiceParams, facts: AgentServiceFacts
   const changes: Change[] = [];
 
   // The user and group.
-  if (!facts.user) {
-    changes.push({
-      id: `user:${agentUser}`,
-      summary: `create system user ${agentUser} (group ${agentGroup}, shell ${nologin})`,
-      steps: [{ kind: 'run', argv: ['useradd', '--system', '--user-group', '--home-dir', stateDir, '--no-create-home', '--shell', nologin, '--comment', userComment, agentUser] }],
-      // We created it, so undo removes it (and its group); a pre-existing user is never removed.
-      undo: [{ kind: 'run', argv: ['userdel', agentUser] }],
-    });
-  } else if (facts.user.shell !== nologin) {
-    changes.push({
-      id: `user:${agentUser}:shell`,
-      summary: `set ${agentUser}'s shell to ${nologin} (is ${facts.user.shell || '(empty)'})`,
-      diff: { subject: `user ${agentUser} shell`, before: `${facts.user.shell}\n`, after: `${nologin}\n` },
-      steps: [{ kind: 'run', argv: ['usermod', '--shell', nologin, agentUser] }],
-      undo: [{ kind: 'run', argv: ['usermod', '--shell', facts.user.shell || '/bin/sh', agentUser] }],
-    });
-  }
+  changes.push(...userChanges(facts.user));
 
   // Folders.
   changes.push(...ensureDir(facts, configDir, 'root', agentGroup, '750', 'emptyOnly'));

@@ -9,6 +9,7 @@ import type { CaMaterial } from '../../ca/material';
 import { certFingerprint } from '../../ca/material';
 import type { Change, Step } from '../../core/change';
 import type { HostContext, ProvisionModule } from '../module';
+import { tryRestartStep } from '../try-restart';
 import { parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
 import { bundleTrusts, hostCommandPath, hostFileSha256, hostFileStat, readHostFile } from './host-files';
 import { defaultCaCertPath, defaultCaKeyPath, defaultMinValidDays, loadCaMaterial, normalisePem } from './params';
@@ -197,7 +198,7 @@ function planPushed(p: CaParams, f: CaFacts): Change[] {
   }
 
   const changes: Change[] = [];
-  const restart: Step[] = p.restart_unit ? [{ kind: 'run', argv: ['systemctl', 'try-restart', p.restart_unit] }] : [];
+  const restart: Step[] = p.restart_unit ? [tryRestartStep(p.restart_unit)] : [];
   const backup = `${p.key_path}.epoch-prev`;
   if (!keySame) {
     // The old key is kept beside (same mode) so undo can restore it without the controller ever reading it.

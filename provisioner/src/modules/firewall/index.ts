@@ -4,6 +4,6 @@ import { registerModule } from '../registry';
 import { firewallConfirmModule, firewallModule } from './firewall-module';
 
 registerModule(firewallModule);
-registerModule(firewallConfirmModule);
+registerModule({ ...firewallConfirmModule, freshConnection: true });
 
 export * from './firewall-module';

@@ -10,7 +10,11 @@ export type Match =
   | { kind: 'iifname'; values: string[] }
   | { kind: 'daddr'; family: Family; cidrs: Cidr[] }
   | { kind: 'saddr'; family: Family; cidrs: Cidr[] }
-  | { kind: 'tcp-dport'; values: number[] };
+  | { kind: 'tcp-dport'; values: number[] }
+  /** The connection's first packet only (`ct state new`): established flows are never picked up mid-stream. */
+  | { kind: 'ct-new' }
+  /** A bare SYN (`tcp flags & (fin|syn|rst|ack) == syn`): a loosely tracked mid-stream packet is never redirected. */
+  | { kind: 'tcp-syn' };
 
 export type Verdict = { kind: 'return' } | { kind: 'redirect'; port: number };
 
@@ -48,6 +52,23 @@ export const LINK_LOCAL_V6 = 'fe80::/10';
 const uniqSorted = <T extends number | string>(xs: readonly T[]): T[] =>
   [...new Set(xs)].sort((a, b) => (typeof a === 'number' && typeof b === 'number' ? a - b : String(a).localeCompare(String(b))));
 
+/**
+ * Redirects start only with a connection's first SYN. Together with the parked chains below this makes binding
+ * transitions lossless: a connection that began while the rules were parked is tracked (not NATed) and its later
+ * packets are never sent to the agent mid-stream, which would reset it.
+ */
+const NEW_SYN: Match[] = [{ kind: 'ct-new' }, { kind: 'tcp-syn' }];
+
+/**
+ * The "unloaded" state: the same chains (hooks stay registered) holding only a no-op conntrack rule. Deleting our
+ * nat chains would leave nothing in the network namespace that needs conntrack, so the kernel would stop tracking:
+ * redirected connections in flight would lose their NAT mapping, and connections started meanwhile would have no
+ * entry when the rules come back. Parked, traffic flows directly and every connection keeps being tracked.
+ */
+export function parkedChains(chains: Chain[]): Chain[] {
+  return chains.map((c) => ({ ...c, rules: [{ matches: [{ kind: 'ct-new' }], verdict: { kind: 'return' } }] }));
+}
+
 export function buildDesired(p: FirewallParams, ids: ResolvedIdentities): DesiredRuleset {
   const families: Family[] = [...(p.ipv4 ? [4 as const] : []), ...(p.ipv6 ? [6 as const] : [])];
   const controllers = [...p.controllerAddresses, ...(ids.controllerAddress ? [ids.controllerAddress] : [])].map((c) => parseCidr(c, true));
@@ -68,7 +89,7 @@ export function buildDesired(p: FirewallParams, ids: ResolvedIdentities): Desire
       rules.push({ matches: [{ kind: 'daddr', family: f, cidrs: byFamily([loopback[f], linkLocal[f], ...controllers, ...excluded], f) }], verdict: { kind: 'return' } });
     }
     rules.push({ matches: [{ kind: 'tcp-dport', values: skipPorts }], verdict: { kind: 'return' } });
-    rules.push({ matches: [{ kind: 'tcp-dport', values: uniqSorted(p.ports) }], verdict: { kind: 'redirect', port: p.agentPort } });
+    rules.push({ matches: [...NEW_SYN, { kind: 'tcp-dport', values: uniqSorted(p.ports) }], verdict: { kind: 'redirect', port: p.agentPort } });
     chains.push({ name: 'output', hook: 'output', rules });
   }
 
@@ -83,12 +104,12 @@ export function buildDesired(p: FirewallParams, ids: ResolvedIdentities): Desire
     rules.push({ matches: [{ kind: 'tcp-dport', values: skipPorts }], verdict: { kind: 'return' } });
     if (p.containerInterfaces.length > 0) {
       rules.push({
-        matches: [{ kind: 'iifname', values: uniqSorted(p.containerInterfaces) }, { kind: 'tcp-dport', values: uniqSorted(p.ports) }],
+        matches: [...NEW_SYN, { kind: 'iifname', values: uniqSorted(p.containerInterfaces) }, { kind: 'tcp-dport', values: uniqSorted(p.ports) }],
         verdict: { kind: 'redirect', port: p.agentPort },
       });
     }
     if (incoming && p.incomingPort !== undefined) {
-      rules.push({ matches: [{ kind: 'tcp-dport', values: uniqSorted(p.incomingPorts ?? p.ports) }], verdict: { kind: 'redirect', port: p.incomingPort } });
+      rules.push({ matches: [...NEW_SYN, { kind: 'tcp-dport', values: uniqSorted(p.incomingPorts ?? p.ports) }], verdict: { kind: 'redirect', port: p.incomingPort } });
     }
     chains.push({ name: 'prerouting', hook: 'prerouting', rules });
   }
@@ -117,6 +138,10 @@ function matchKey(m: Match): string {
     case 'oifname':
     case 'iifname':
       return `${m.kind}=${uniqSorted(m.values).join(',')}`;
+    case 'ct-new':
+      return 'ct-state=new';
+    case 'tcp-syn':
+      return 'tcp-syn';
   }
 }
 

@@ -93,6 +93,16 @@ function matchKeyFromJson(m: { [k: string]: Json }): string | null {
     }
     return null;
   }
+  if (isObj(left) && isObj(left.ct) && left.ct.key === 'state' && left.ct.dir === undefined) {
+    return values.length === 1 && values[0] === 'new' ? 'ct-state=new' : null;
+  }
+  // `tcp flags & (fin|syn|rst|ack) == syn`
+  if (isObj(left) && Array.isArray(left['&']) && left['&'].length === 2 && m.op === '==') {
+    const [field, mask] = left['&'];
+    const isFlags = isObj(field) && isObj(field.payload) && field.payload.protocol === 'tcp' && field.payload.field === 'flags';
+    const maskSet = Array.isArray(mask) ? [...mask].map(String).sort().join(',') : null;
+    return isFlags && maskSet === 'ack,fin,rst,syn' && values.length === 1 && values[0] === 'syn' ? 'tcp-syn' : null;
+  }
   if (isObj(left) && isObj(left.payload)) {
     const { protocol, field } = left.payload;
     if (protocol === 'tcp' && field === 'dport') {

@@ -2,7 +2,7 @@
 // flushes it, so re-applying never duplicates), plus exactly one jump from the built-in chain.
 // Lines are written in iptables-save's own canonical spelling so a converged host reads back identically.
 import type { Chain, ChainName, DesiredRuleset, Match, Rule } from './model';
-import { restrictToFamily } from './model';
+import { parkedChains, restrictToFamily } from './model';
 import type { Family } from './net';
 import { formatCidrWithPrefix } from './net';
 
@@ -16,9 +16,9 @@ function expand(r: Rule): Match[][] {
   let combos: Match[][] = [[]];
   for (const m of r.matches) {
     const singles: Match[] =
-      m.kind === 'daddr' || m.kind === 'saddr'
-        ? m.cidrs.map((c) => ({ ...m, cidrs: [c] }))
-        : (m.values as (number | string)[]).map((v) => ({ ...m, values: [v] }) as Match);
+      m.kind === 'ct-new' || m.kind === 'tcp-syn' ? [m]
+      : m.kind === 'daddr' || m.kind === 'saddr' ? m.cidrs.map((c) => ({ ...m, cidrs: [c] }))
+      : (m.values as (number | string)[]).map((v) => ({ ...m, values: [v] }) as Match);
     combos = combos.flatMap((combo) => singles.map((s) => [...combo, s]));
   }
   return combos;
@@ -37,11 +37,15 @@ export function renderIptablesRule(chain: string, matches: Match[], rule: Rule):
   if (iif) parts.push('-i', iif.values[0]!);
   if (oif) parts.push('-o', oif.values[0]!);
   const dport = get('tcp-dport');
-  if (dport) parts.push('-p', 'tcp', '-m', 'tcp', '--dport', String(dport.values[0]));
+  const syn = get('tcp-syn');
+  if (dport || syn) parts.push('-p', 'tcp', '-m', 'tcp');
+  if (dport) parts.push('--dport', String(dport.values[0]));
+  if (syn) parts.push('--tcp-flags', 'FIN,SYN,RST,ACK', 'SYN');
   const uid = get('skuid');
   const gid = get('skgid');
   if (uid) parts.push('-m', 'owner', '--uid-owner', String(uid.values[0]));
   if (gid) parts.push('-m', 'owner', '--gid-owner', String(gid.values[0]));
+  if (get('ct-new')) parts.push('-m', 'conntrack', '--ctstate', 'NEW');
   parts.push('-m', 'comment', '--comment', IPT_COMMENT);
   if (rule.verdict.kind === 'return') parts.push('-j', 'RETURN');
   else parts.push('-j', 'REDIRECT', '--to-ports', String(rule.verdict.port));
@@ -54,6 +58,11 @@ export function renderIptablesChainRules(c: Chain): string[] {
 
 export function chainsForIptablesFamily(d: DesiredRuleset, f: Family): Chain[] {
   return restrictToFamily(d, f);
+}
+
+/** "Unloaded": our chains and their jumps stay, holding one no-op conntrack rule (see parkedChains in model.ts). */
+export function parkedIptablesChains(chains: Chain[]): Chain[] {
+  return parkedChains(chains);
 }
 
 /** What is live now, per chain: how many jumps to our chain the built-in chain has, and whether our chain exists. */

@@ -1,7 +1,9 @@
-// Desired model → an `nft -f` file that replaces only our own table(s) in one transaction:
-// declare (so delete cannot fail on a fresh host), delete, re-create. Never `flush ruleset`.
-import type { Chain, DesiredRuleset, Match, Rule } from './model';
-import { restrictToFamily } from './model';
+// Desired model → an `nft -f` file that replaces only our own table(s) in one transaction: declare the table and
+// every chain (so nothing fails on a fresh host), flush the table's rules, delete chains no longer wanted, add the
+// rules. The table and its nat base chains are never deleted between loaded and parked, so conntrack keeps tracking
+// (see parkedChains in model.ts). Never `flush ruleset`.
+import type { Chain, ChainName, DesiredRuleset, Match, Rule } from './model';
+import { parkedChains, restrictToFamily } from './model';
 import { formatCidr } from './net';
 
 export const NFT_TABLE = 'epoch_provision';
@@ -36,6 +38,10 @@ function renderMatch(m: Match): string {
       return `${m.family === 4 ? 'ip' : 'ip6'} ${m.kind} ${set(m.cidrs.map(formatCidr))}`;
     case 'tcp-dport':
       return `tcp dport ${set(m.values.map(String))}`;
+    case 'ct-new':
+      return 'ct state new';
+    case 'tcp-syn':
+      return 'tcp flags & (fin|syn|rst|ack) == syn';
   }
 }
 
@@ -44,27 +50,46 @@ export function renderNftRule(r: Rule): string {
   return [...r.matches.map(renderMatch), verdict].join(' ');
 }
 
-function renderChain(c: Chain): string[] {
-  // Numeric -100 (dstnat): nft 1.0.6 rejects the `dstnat` keyword in a nat output chain.
-  return [
-    `\tchain ${c.name} {`,
-    `\t\ttype nat hook ${c.hook} priority -100; policy accept;`,
-    ...c.rules.map((r) => `\t\t${renderNftRule(r)}`),
-    '\t}',
-  ];
+const ALL_NFT_CHAINS: ChainName[] = ['output', 'prerouting'];
+// Numeric -100 (dstnat): nft 1.0.6 rejects the `dstnat` keyword in a nat output chain.
+const chainHead = (name: ChainName) => `\t\ttype nat hook ${name} priority -100; policy accept;`;
+
+function renderTable(family: NftFamily, chains: Chain[], withRules: boolean): string[] {
+  const lines = [`table ${family} ${NFT_TABLE} {`, `\tcomment ${JSON.stringify(NFT_COMMENT)}`];
+  chains.forEach((c, i) => {
+    if (i > 0) lines.push('');
+    lines.push(`\tchain ${c.name} {`, chainHead(c.hook), ...(withRules ? c.rules.map((r) => `\t\t${renderNftRule(r)}`) : []), '\t}');
+  });
+  lines.push('}');
+  return lines;
 }
 
-/** The whole replacement transaction for the given families. */
-export function renderNftApply(d: DesiredRuleset, families: NftFamily[]): string {
-  const lines: string[] = ['#!/usr/sbin/nft -f', '# epoch-provision firewall ruleset; replaced atomically, do not edit.'];
+export type NftRulesetState = 'loaded' | 'parked';
+
+/**
+ * The whole replacement transaction for the given families: `loaded` redirects, `parked` keeps the same chains with
+ * only a no-op conntrack rule (traffic flows directly).
+ */
+export function renderNftApply(d: DesiredRuleset, families: NftFamily[], state: NftRulesetState = 'loaded'): string {
+  const lines: string[] = ['#!/usr/sbin/nft -f', `# epoch-provision firewall ruleset (${state}); replaced atomically, do not edit.`];
   for (const family of families) {
-    lines.push(`table ${family} ${NFT_TABLE}`, `delete table ${family} ${NFT_TABLE}`, `table ${family} ${NFT_TABLE} {`, `\tcomment ${JSON.stringify(NFT_COMMENT)}`);
-    chainsForNftFamily(d, family).forEach((c, i) => {
-      if (i > 0) lines.push('');
-      lines.push(...renderChain(c));
-    });
-    lines.push('}');
+    const wanted = chainsForNftFamily(d, family);
+    const chains = state === 'loaded' ? wanted : parkedChains(wanted);
+    const unwanted = ALL_NFT_CHAINS.filter((name) => !wanted.some((c) => c.name === name));
+    const declared = ALL_NFT_CHAINS.map((name) => chains.find((c) => c.name === name) ?? { name, hook: name, rules: [] });
+    lines.push(...renderTable(family, declared, false), `flush table ${family} ${NFT_TABLE}`);
+    for (const name of unwanted) lines.push(`delete chain ${family} ${NFT_TABLE} ${name}`);
+    lines.push(...renderTable(family, chains, true));
   }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The tables as they read once loaded (for --diff). */
+export function describeNft(d: DesiredRuleset, families: NftFamily[], state: NftRulesetState = 'loaded'): string {
+  const lines = families.flatMap((family) => {
+    const wanted = chainsForNftFamily(d, family);
+    return renderTable(family, state === 'loaded' ? wanted : parkedChains(wanted), true);
+  });
   return `${lines.join('\n')}\n`;
 }
 
