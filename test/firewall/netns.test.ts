@@ -243,10 +243,16 @@ for (const backend of ['nft', 'iptables-nft', 'iptables-legacy'] as const) {
       ns.script('load');
       assert.equal(snapshot(ns, backend), installed, 're-loading leaves the ruleset identical (no duplicate rules)');
 
-      // Kill the agent: the watchdog removes the rules and 443 flows directly.
+      // Kill the agent: the watchdog parks the rules and 443 flows directly.
       ns.stopAgent();
       const down = await until('443 flows directly after the agent died', 2000, () => ns.connect(CLIENT) === 'target');
       assert.ok(down <= 2000, `direct after ${down} ms`);
+      // Parked, not deleted: our nat chains stay (so conntrack keeps tracking connections), nothing is redirected,
+      // and a plan made while the agent is down finds that converged.
+      const parked = snapshot(ns, backend);
+      assert.doesNotMatch(parked, /redirect to|REDIRECT/);
+      assert.match(parked, backend === 'nft' ? /table inet epoch_provision \{[^]*ct state new return/ : /^-A OUTPUT -j EPOCH_OUTPUT$/m);
+      assert.deepEqual(planFirewall(p, gather(ns, p)), []);
       ns.startAgent();
       await until('redirected again after the agent came back', 5000, () => ns.connect(CLIENT) === 'agent');
 

@@ -7,15 +7,16 @@ import { execInHost, type LabHostState, labUp, preflight } from '../../lab/lab';
 import { exitCodes } from '../exit-codes';
 import { runCommand } from './run';
 
-const usage = `usage: epoch-provision demo [--hosts N (default 6)] [--flavor mixed|debian|rhel] [--requests N per host (default 12)]`;
+const usage = `usage: epoch-provision demo [--hosts N (default 6)] [--flavor mixed|debian|rhel] [--requests N per host (default 12)]
+                           [--name LAB (default lab; its inventory is inventories/lab/)]`;
 
 /** Routes driven through every host's agent; ids and query strings show the route templating. */
 const demoPaths = ['/', '/status/200', '/status/404', '/status/503', '/users/1042/orders?page=2', '/bytes/2048', '/chunked/4096'];
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  let values: { hosts?: string; flavor?: string; requests?: string; help?: boolean };
+  let values: { hosts?: string; flavor?: string; requests?: string; name?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({ args: argv, options: { hosts: { type: 'string' }, flavor: { type: 'string' }, requests: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({ args: argv, options: { hosts: { type: 'string' }, flavor: { type: 'string' }, requests: { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
   } catch (err) {
     console.error(`epoch-provision demo: ${err instanceof Error ? err.message : String(err)}\n${usage}`);
     return exitCodes.config;
@@ -37,13 +38,13 @@ export async function demoCommand(argv: string[]): Promise<number> {
   }
 
   step(`1/4 bringing up the lab: ${count} hosts, ${flavor}`);
-  const lab = await labUp({ count, flavor: flavor as 'mixed' | 'debian' | 'rhel', log: (m) => console.log(`    ${m}`) });
+  const lab = await labUp({ count, flavor: flavor as 'mixed' | 'debian' | 'rhel', ...(values.name !== undefined && { name: values.name }), log: (m) => console.log(`    ${m}`) });
 
   step('2/4 staged install with interception on: serial [1, "50%", "100%"], verify gates each batch');
   const runExit = await runCommand(['--inventory', lab.inventory.dir, '--yes', '--output', 'plain', '-e', 'epoch_intercept=true']);
   if (runExit !== exitCodes.ok) {
     console.error(`\nthe install ended with exit ${runExit}; the lab is left up to look around (see below)`);
-    printNextSteps(lab.inventory.sshConfig, lab.hosts[0]?.name ?? 'deb1');
+    printNextSteps(lab.name, lab.inventory, lab.hosts[0]?.name ?? 'deb1');
     return runExit;
   }
 
@@ -62,7 +63,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     }
   }
   printTable(['server', 'method', 'status', 'route', 'requests'], [...rows].sort().map(([k, n]) => [...k.split('\t'), String(n)]));
-  printNextSteps(lab.inventory.sshConfig, lab.hosts[0]?.name ?? 'deb1');
+  printNextSteps(lab.name, lab.inventory, lab.hosts[0]?.name ?? 'deb1');
   return failedRequests === 0 ? exitCodes.ok : exitCodes.hostsFailed;
 }
 
@@ -110,16 +111,18 @@ function printTable(header: string[], rows: string[][]): void {
   if (rows.length === 0) console.log('    (no requests counted)');
 }
 
-function printNextSteps(sshConfig: string, firstHost: string): void {
+function printNextSteps(name: string, inventory: { dir: string; sshConfig: string }, firstHost: string): void {
+  const lab = name === 'lab' ? '' : ` --name ${name}`;
   console.log(`
-The lab is still up. Look around:
-  epoch-provision lab status
-  ssh -F ${sshConfig} ${firstHost}                      # then: systemctl status epoch-agent; nft list ruleset
-  epoch-provision lab exec ${firstHost} -- curl -s http://127.0.0.1:9443/metrics
-  epoch-provision --inventory lab playbooks/verify.yml --yes
+The lab is still up. Look around (epoch-provision is bin/epoch-provision.mjs):
+  epoch-provision lab status${lab}
+  ssh -F ${inventory.sshConfig} ${firstHost}        # then: systemctl status epoch-agent; nft list ruleset
+  epoch-provision lab exec${lab} ${firstHost} -- curl -s http://127.0.0.1:9443/metrics
+  epoch-provision --inventory ${inventory.dir} playbooks/verify.yml --yes
+  epoch-provision rollback --inventory ${inventory.dir} --list
 Tear down:
-  epoch-provision --inventory lab playbooks/uninstall.yml --yes   # optional: restores every host byte for byte
-  epoch-provision lab down`);
+  epoch-provision uninstall --inventory ${inventory.dir} --yes   # optional: restores every host byte for byte
+  epoch-provision lab down${lab}`);
 }
 
 function step(message: string): void {

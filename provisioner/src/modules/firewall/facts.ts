@@ -2,7 +2,9 @@
 // blocks, and a pure parser of that output (tested on captured outputs). Nothing here writes: `iptables-save` is
 // called without `-t nat`, because on iptables-legacy asking for a table creates it.
 import type { FirewallParams } from './params';
-import { confPath, dropInPath, rulesNftPath, rulesV4Path, rulesV6Path, scriptPath, unitName, unitPath } from './host-files';
+import {
+  confPath, dropInPath, parkedNftPath, parkedV4Path, parkedV6Path, rulesNftPath, rulesV4Path, rulesV6Path, scriptPath, unitName, unitPath,
+} from './host-files';
 
 export interface PasswdEntry { name: string; uid: number; gid: number }
 
@@ -33,7 +35,7 @@ export interface FirewallFacts {
 }
 
 export function managedPaths(p: FirewallParams): string[] {
-  return [scriptPath, confPath, rulesNftPath, rulesV4Path, rulesV6Path, unitPath, dropInPath(p.agentUnit)];
+  return [scriptPath, confPath, rulesNftPath, rulesV4Path, rulesV6Path, parkedNftPath, parkedV4Path, parkedV6Path, unitPath, dropInPath(p.agentUnit)];
 }
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;

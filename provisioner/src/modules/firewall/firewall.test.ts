@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import type { FirewallFacts } from './facts';
 import { gatherScript, managedPaths, parseGatherOutput } from './facts';
-import { confPath, rulesNftPath, rulesV4Path, rulesV6Path, scriptPath, unitPath } from './host-files';
+import { confPath, parkedNftPath, parkedV4Path, rulesNftPath, rulesV4Path, rulesV6Path, scriptPath, unitPath } from './host-files';
 import { epochFirewallScript } from './host-scripts/epoch-firewall-sh';
-import { buildDesired } from './model';
+import { buildDesired, parkedChains } from './model';
 import { firewallParams } from './params';
 import { describeIptablesOurs, iptablesConverged, normaliseRule, parseIptablesSave } from './parse-iptables';
 import { nftTablesEqual, parseNftTableJson } from './parse-nft';
@@ -20,10 +20,11 @@ const desired = (name: keyof typeof representative) => buildDesired(params(name)
 
 // ---- rendering ----
 
-test('renders the minimal nft ruleset: our table only, declared, deleted and re-created in one file', () => {
+test('renders the minimal nft ruleset: our table only, declared, flushed and refilled in one file (never deleted)', () => {
   const text = renderNftApply(desired('minimal'), ['inet']);
-  assert.match(text, /^table inet epoch_provision\ndelete table inet epoch_provision\ntable inet epoch_provision \{$/m);
-  assert.doesNotMatch(text, /flush ruleset/);
+  assert.match(text, /^table inet epoch_provision \{\n\tcomment "[^"]+"\n\tchain output \{\n\t\ttype nat hook output priority -100; policy accept;\n\t\}\n/m);
+  assert.match(text, /^flush table inet epoch_provision\ndelete chain inet epoch_provision prerouting\ntable inet epoch_provision \{$/m);
+  assert.doesNotMatch(text, /flush ruleset|delete table/);
   assert.match(text, /type nat hook output priority -100; policy accept;/);
   assert.match(text, /meta skuid 998 return/);
   assert.match(text, /meta skgid 997 return/);
@@ -31,15 +32,26 @@ test('renders the minimal nft ruleset: our table only, declared, deleted and re-
   assert.match(text, /ip daddr \{ 127\.0\.0\.0\/8, 169\.254\.0\.0\/16, 198\.18\.202\.1 \} return/);
   assert.match(text, /ip6 daddr \{ ::1, fe80::\/10 \} return/);
   assert.match(text, /tcp dport 22 return/);
-  assert.match(text, /tcp dport 443 redirect to :8443/);
-  assert.doesNotMatch(text, /prerouting/);
+  assert.match(text, /^\t\tct state new tcp flags & \(fin\|syn\|rst\|ack\) == syn tcp dport 443 redirect to :8443$/m);
+  // prerouting is declared only so that it can be deleted whether or not it exists.
+  assert.equal(text.match(/chain prerouting \{\n\t\ttype nat hook prerouting priority -100; policy accept;\n\t\}/g)?.length, 1);
+});
+
+test('renders the parked nft ruleset: the same table and chains, one no-op conntrack rule each, no redirect', () => {
+  const text = renderNftApply(desired('full'), ['inet'], 'parked');
+  assert.doesNotMatch(text, /redirect to|delete table|delete chain/);
+  assert.equal(text.match(/^\t\tct state new return$/gm)?.length, 2);
+  assert.match(text, /^flush table inet epoch_provision$/m);
+  const minimal = renderNftApply(desired('minimal'), ['ip', 'ip6'], 'parked');
+  assert.match(minimal, /^delete chain ip epoch_provision prerouting$/m);
+  assert.match(minimal, /^delete chain ip6 epoch_provision prerouting$/m);
 });
 
 test('renders prerouting for incoming mode and container bridges, after every exclusion', () => {
   const text = renderNftApply(desired('full'), ['inet']);
-  const pre = text.slice(text.indexOf('chain prerouting'));
-  assert.match(pre, /iifname \{ "br-1a2b3c", "docker0" \} tcp dport \{ 443, 8080 \} redirect to :8443/);
-  assert.match(pre, /tcp dport 443 redirect to :8444/);
+  const pre = text.slice(text.lastIndexOf('chain prerouting'));
+  assert.match(pre, /ct state new tcp flags & \(fin\|syn\|rst\|ack\) == syn iifname \{ "br-1a2b3c", "docker0" \} tcp dport \{ 443, 8080 \} redirect to :8443/);
+  assert.match(pre, /ct state new tcp flags & \(fin\|syn\|rst\|ack\) == syn tcp dport 443 redirect to :8444/);
   assert.ok(pre.indexOf('tcp dport { 22, 8443, 9000 } return') < pre.indexOf('redirect'));
   // 10.0.0.0/9 + 10.128.0.0/9 stay as given (non-overlapping); 198.18.202.1 is the controller.
   assert.match(text, /ip daddr \{ 10\.0\.0\.0\/9, 10\.128\.0\.0\/9, 127\.0\.0\.0\/8, 169\.254\.0\.0\/16, 198\.18\.202\.1, 198\.18\.203\.0\/24 \} return/);
@@ -67,6 +79,24 @@ test('iptables rendering equals what iptables-save prints back (legacy and nft, 
       }
       assert.match(rendered, /^-I OUTPUT 1 -j EPOCH_OUTPUT$/m);
       assert.doesNotMatch(rendered, /^\*filter/m);
+      for (const l of ruleLines.filter((x) => x.includes('REDIRECT'))) assert.match(l, / --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW /);
+    }
+  }
+});
+
+test('parked iptables rendering equals what iptables-save prints back: our chains and jumps kept, one RETURN each', () => {
+  const zero = { jumps: { output: 0, prerouting: 0 }, exists: { output: false, prerouting: false } };
+  for (const name of ['minimal', 'full'] as const) {
+    for (const [fam, file] of [['ip', 'iptables'], ['ip6', 'ip6tables']] as const) {
+      const rendered = renderIptablesApply(parkedChains(chainsForNftFamily(desired(name), fam)), zero);
+      const ruleLines = rendered.split('\n').filter((l) => l.startsWith('-A '));
+      assert.ok(ruleLines.every((l) => / -m conntrack --ctstate NEW -m comment --comment epoch-provision -j RETURN$/.test(l)), `${name} ${file}`);
+      for (const v of ['legacy', 'nft']) {
+        const saved = fixture(`${name}.parked.${file}-${v}-save.txt`);
+        assert.deepEqual(ruleLines, saved.split('\n').filter((l) => l.startsWith('-A EPOCH_')), `${name} ${file}-${v}`);
+        assert.match(saved, /^-A OUTPUT -j EPOCH_OUTPUT$/m);
+        assert.doesNotMatch(saved, /REDIRECT/);
+      }
     }
   }
 });
@@ -90,6 +120,25 @@ test('nft -j output of the rendered table compares equal to the desired state (i
     assert.ok(nftTablesEqual(parseNftTableJson(fixture(`${name}.ip.json`)), chainsForNftFamily(d, 'ip')), `${name} ip`);
     assert.ok(nftTablesEqual(parseNftTableJson(fixture(`${name}.ip6.json`)), chainsForNftFamily(d, 'ip6')), `${name} ip6`);
   }
+});
+
+test('parked nft tables compare equal to the parked state, not to the loaded one (and the reverse)', () => {
+  for (const name of ['minimal', 'full'] as const) {
+    const d = desired(name);
+    for (const fam of ['inet', 'ip', 'ip6'] as const) {
+      const parked = parseNftTableJson(fixture(`${name}.parked.${fam}.json`));
+      const loaded = parseNftTableJson(fixture(`${name}.${fam}.json`));
+      assert.ok(nftTablesEqual(parked, parkedChains(chainsForNftFamily(d, fam))), `${name} ${fam} parked`);
+      assert.equal(nftTablesEqual(parked, chainsForNftFamily(d, fam)), false, `${name} ${fam} parked is not loaded`);
+      assert.equal(nftTablesEqual(loaded, parkedChains(chainsForNftFamily(d, fam))), false, `${name} ${fam} loaded is not parked`);
+    }
+  }
+});
+
+test('nft rules without the SYN-only match (the old shape) are not converged', () => {
+  const old = fixture('minimal.inet.json').replace(/\{"match": \{"op": "==", "left": \{"&": \[\{"payload": \{"protocol": "tcp", "field": "flags"\}\}, \["fin", "syn", "rst", "ack"\]\]\}, "right": "syn"\}\}, /, '');
+  assert.notEqual(old, fixture('minimal.inet.json'));
+  assert.equal(nftTablesEqual(parseNftTableJson(old), desired('minimal').chains), false);
 });
 
 test('nft merged 10.0.0.0/9 + 10.128.0.0/9 into 10.0.0.0/8 and it still compares equal', () => {
@@ -118,6 +167,10 @@ test('iptables-save of the rendered chains is converged; extra jump, missing rul
     assert.equal(iptablesConverged(parseIptablesSave(missing), want4), false);
     // full has a prerouting chain; minimal does not want one.
     assert.equal(iptablesConverged(parseIptablesSave(save), chainsForNftFamily(desired('minimal'), 'ip')), false);
+    const parked = parseIptablesSave(fixture(`full.parked.iptables-${v}-save.txt`));
+    assert.ok(iptablesConverged(parked, parkedChains(want4)), `${v} parked`);
+    assert.equal(iptablesConverged(parked, want4), false, `${v} parked is not loaded`);
+    assert.equal(iptablesConverged(parseIptablesSave(save), parkedChains(want4)), false, `${v} loaded is not parked`);
   }
 });
 
@@ -161,6 +214,9 @@ test('plan on a fresh host (nft): arm the revert, write files, activate — with
   const files = changes[1]!;
   const nftPut = files.steps.find((s) => s.kind === 'put' && s.path === rulesNftPath);
   assert.deepEqual(nftPut?.kind === 'put' && nftPut.validate, ['nft', '-c', '-f', '{}']);
+  const parkedPut = files.steps.find((s) => s.kind === 'put' && s.path === parkedNftPath);
+  assert.deepEqual(parkedPut?.kind === 'put' && parkedPut.validate, ['nft', '-c', '-f', '{}']);
+  assert.match(parkedPut?.kind === 'put' ? parkedPut.content : '', /ct state new return/);
   assert.ok(files.steps.some((s) => s.kind === 'put' && s.path === unitPath));
   const activate = changes[2]!;
   assert.equal(activate.diff?.before, '');
@@ -191,6 +247,8 @@ test('plan on a fresh iptables-legacy host writes rules.v4/v6 validated by iptab
   const v6 = files.steps.find((s) => s.kind === 'put' && s.path === rulesV6Path);
   assert.deepEqual(v4?.kind === 'put' && v4.validate, ['iptables-legacy-restore', '-w', '--test', '--noflush', '{}']);
   assert.deepEqual(v6?.kind === 'put' && v6.validate, ['ip6tables-legacy-restore', '-w', '--test', '--noflush', '{}']);
+  const parked4 = files.steps.find((s) => s.kind === 'put' && s.path === parkedV4Path);
+  assert.deepEqual(parked4?.kind === 'put' && parked4.validate, ['iptables-legacy-restore', '-w', '--test', '--noflush', '{}']);
   assert.match(files.steps.find((s) => s.kind === 'put' && s.path === confPath)?.kind === 'put' ? (files.steps.find((s) => s.kind === 'put' && s.path === confPath) as { content: string }).content : '', /BACKEND=iptables-legacy/);
 });
 
@@ -213,8 +271,52 @@ test('agent not healthy: files staged, rules not loaded; already staged → conv
   const down = emptyHost({ agent: { active: false, healthy: false } });
   const changes = planFirewall(p, down);
   assert.match(changes.at(-1)!.summary, /agent not running/);
-  assert.equal(changes.at(-1)!.diff?.after, '');
+  assert.doesNotMatch(changes.at(-1)!.diff?.after ?? '', /redirect to/);
   assert.deepEqual(planFirewall(p, { ...down, files: desiredFiles(p, down, 'nft', desired('minimal')) }), []);
+});
+
+const nftHost = (name: 'minimal.inet' | 'minimal.parked.inet', over: Partial<FirewallFacts> = {}) =>
+  emptyHost({ nftTables: { inet: { json: fixture(`${name}.json`), text: fixture(`${name}.nft`) }, ip: { json: null, text: null }, ip6: { json: null, text: null } }, ...over });
+
+test('agent down, rules parked (nft): converged; a still-redirecting table is not (it must be parked)', () => {
+  const p = params('minimal');
+  const files = desiredFiles(p, emptyHost(), 'nft', desired('minimal'));
+  const agentDown = { agent: { active: false, healthy: false }, files };
+  assert.deepEqual(planFirewall(p, nftHost('minimal.parked.inet', agentDown)), []);
+  const stale = planFirewall(p, nftHost('minimal.inet', agentDown));
+  assert.deepEqual(stale.map((c) => c.id), ['firewall:arm-revert', 'firewall:activate']);
+  assert.match(stale.at(-1)!.diff?.after ?? '', /ct state new return/);
+});
+
+test('agent healthy, rules parked (nft): activate loads them; loaded → converged', () => {
+  const p = params('minimal');
+  const files = desiredFiles(p, emptyHost(), 'nft', desired('minimal'));
+  const changes = planFirewall(p, nftHost('minimal.parked.inet', { files, bindingActive: true }));
+  assert.deepEqual(changes.map((c) => c.id), ['firewall:arm-revert', 'firewall:activate']);
+  assert.match(changes.at(-1)!.diff?.before ?? '', /ct state new return/);
+  assert.match(changes.at(-1)!.diff?.after ?? '', /redirect to :8443/);
+  assert.deepEqual(planFirewall(p, nftHost('minimal.inet', { files, bindingActive: true })), []);
+});
+
+test('agent down, chains parked (iptables-nft): converged; loaded chains are not', () => {
+  const p = params('full');
+  const ids = representative.full!.ids;
+  const host = (state: '' | '.parked') => emptyHost({
+    excludeUsers: [{ ref: '1001', entry: { name: 'backup', uid: 1001, gid: 1001 } }],
+    controllerAddress: ids.controllerAddress,
+    iptablesSave: { legacy: { v4: '', v6: '' }, nft: { v4: fixture(`full${state}.iptables-nft-save.txt`), v6: fixture(`full${state}.ip6tables-nft-save.txt`) } },
+    agent: { active: false, healthy: false },
+  });
+  const files = desiredFiles(p, host('.parked'), 'iptables-nft', buildDesired(p, ids));
+  assert.deepEqual(planFirewall(p, { ...host('.parked'), files }), []);
+  assert.deepEqual(planFirewall(p, { ...host(''), files }).map((c) => c.id), ['firewall:arm-revert', 'firewall:activate']);
+});
+
+test('removal of a host whose rules are parked deletes them too', () => {
+  const p = params('minimal', { state: 'absent' });
+  const changes = planFirewall(p, nftHost('minimal.parked.inet', { files: { ...emptyHost().files, [confPath]: 'BACKEND=nft\n' } }));
+  assert.deepEqual(changes.map((c) => c.id), ['firewall:snapshot', 'firewall:remove']);
+  assert.match(changes[1]!.diff?.before ?? '', /ct state new return/);
 });
 
 test('docker without containerInterfaces gets a warning in the plan', () => {

@@ -7,6 +7,10 @@ export const confPath = `${confDir}/firewall.conf`;
 export const rulesNftPath = `${confDir}/rules.nft`;
 export const rulesV4Path = `${confDir}/rules.v4`;
 export const rulesV6Path = `${confDir}/rules.v6`;
+/** The "unloaded" rulesets: our chains stay (so conntrack keeps tracking) but redirect nothing. */
+export const parkedNftPath = `${confDir}/parked.nft`;
+export const parkedV4Path = `${confDir}/parked.v4`;
+export const parkedV6Path = `${confDir}/parked.v6`;
 export const stateDir = '/var/lib/epoch-provision/firewall';
 export const scriptPath = '/usr/local/lib/epoch-provision/epoch-firewall';
 export const stagedScriptPath = `${stateDir}/epoch-firewall.stage`;

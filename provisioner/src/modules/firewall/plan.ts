@@ -7,16 +7,16 @@ import { ProvisionError } from '../../core/errors';
 import type { FirewallFacts } from './facts';
 import { managedPaths } from './facts';
 import {
-  type BackendName, confPath, dropInPath, renderConf, renderDropIn, renderUnit, rulesNftPath, rulesV4Path, rulesV6Path,
-  scriptPath, stagedScriptPath, stateDir, unitPath,
+  type BackendName, confPath, dropInPath, parkedNftPath, parkedV4Path, parkedV6Path, renderConf, renderDropIn, renderUnit,
+  rulesNftPath, rulesV4Path, rulesV6Path, scriptPath, stagedScriptPath, stateDir, unitPath,
 } from './host-files';
 import { epochFirewallScript } from './host-scripts/epoch-firewall-sh';
-import { type DesiredRuleset, buildDesired } from './model';
+import { type Chain, type DesiredRuleset, buildDesired, parkedChains } from './model';
 import type { FirewallParams } from './params';
 import { describeIptablesDesired, describeIptablesOurs, iptablesConverged, parseIptablesSave } from './parse-iptables';
 import { nftTablesEqual, parseNftTableJson } from './parse-nft';
 import { ALL_CHAINS, renderIptablesApply } from './render-iptables';
-import { NFT_COMMENT, NFT_TABLE, type NftFamily, chainsForNftFamily, nftFamiliesFor, renderNftApply } from './render-nft';
+import { NFT_COMMENT, NFT_TABLE, type NftFamily, chainsForNftFamily, describeNft, nftFamiliesFor, renderNftApply } from './render-nft';
 
 /** The host or the parameters make a safe apply impossible; raised before anything is applied. */
 export class FirewallRefusedError extends ProvisionError {
@@ -121,11 +121,21 @@ export function desiredFiles(p: FirewallParams, f: FirewallFacts, backend: Backe
   const nftFamilies = backend === 'nft' ? nftFamiliesFor(d, kernelSupportsInetNat(f.kernel)) : [];
   files[scriptPath] = epochFirewallScript;
   files[confPath] = renderConf(p, backend, nftFamilies);
-  if (backend === 'nft') files[rulesNftPath] = renderNftApply(d, nftFamilies);
-  else {
+  if (backend === 'nft') {
+    files[rulesNftPath] = renderNftApply(d, nftFamilies, 'loaded');
+    files[parkedNftPath] = renderNftApply(d, nftFamilies, 'parked');
+  } else {
     const zero = { jumps: { output: 0, prerouting: 0 }, exists: { output: false, prerouting: false } };
-    if (d.families.includes(4)) files[rulesV4Path] = renderIptablesApply(chainsForNftFamily(d, 'ip'), zero);
-    if (d.families.includes(6)) files[rulesV6Path] = renderIptablesApply(chainsForNftFamily(d, 'ip6'), zero);
+    const v4 = chainsForNftFamily(d, 'ip');
+    const v6 = chainsForNftFamily(d, 'ip6');
+    if (d.families.includes(4)) {
+      files[rulesV4Path] = renderIptablesApply(v4, zero);
+      files[parkedV4Path] = renderIptablesApply(parkedChains(v4), zero);
+    }
+    if (d.families.includes(6)) {
+      files[rulesV6Path] = renderIptablesApply(v6, zero);
+      files[parkedV6Path] = renderIptablesApply(parkedChains(v6), zero);
+    }
   }
   if (f.systemd) {
     files[unitPath] = renderUnit(p);
@@ -141,6 +151,7 @@ interface LiveView {
   subject: string;
 }
 
+/** Our live rules compared with the desired state: redirecting when `wantRules`, else parked (or none). */
 function liveView(f: FirewallFacts, backend: BackendName | null, d: DesiredRuleset | null, wantRules: boolean): LiveView {
   const nftLive = NFT_FAMILIES.filter((fam) => f.nftTables[fam].text !== null);
   const ipt = {
@@ -153,32 +164,38 @@ function liveView(f: FirewallFacts, backend: BackendName | null, d: DesiredRules
     ...(['legacy', 'nft'] as const).flatMap((v) => (['v4', 'v6'] as const).map((fam) => (iptOurs(v, fam) ? `# iptables-${v} ${fam} nat\n${iptOurs(v, fam).trimEnd()}` : ''))),
   ].filter(Boolean);
   const before = beforeParts.length ? `${beforeParts.join('\n')}\n` : '';
-  if (!wantRules || !backend || !d) {
+  if (!backend || !d) {
     const anything = nftLive.length > 0 || before !== '';
     return { converged: !anything, before, after: '', subject: 'epoch-provision firewall rules' };
   }
+  const nothingOfOurs = nftLive.length === 0 && before === '';
+  // Loaded (agent healthy) must match the redirecting rules; otherwise parked (or never loaded: fresh, or after a
+  // reboot before the agent became healthy) is converged, and a redirect would be wrong.
+  const want = (chains: Chain[]) => (wantRules ? chains : parkedChains(chains));
   let converged: boolean;
   let after: string;
   if (backend === 'nft') {
     const fams = nftFamiliesFor(d, kernelSupportsInetNat(f.kernel));
-    converged =
+    const matches =
       NFT_FAMILIES.every((fam) => fams.includes(fam) || f.nftTables[fam].json === null) &&
       fams.every((fam) => {
         const json = f.nftTables[fam].json;
-        return json !== null && nftTablesEqual(parseNftTableJson(json), chainsForNftFamily(d, fam));
+        return json !== null && nftTablesEqual(parseNftTableJson(json), want(chainsForNftFamily(d, fam)));
       }) &&
       (['legacy', 'nft'] as const).every((v) => iptOurs(v, 'v4') === '' && iptOurs(v, 'v6') === '');
-    after = renderNftApply(d, fams).split('\n').filter((l) => !/^(#|table \S+ \S+$|delete table)/.test(l)).join('\n');
+    converged = matches || (!wantRules && nothingOfOurs);
+    after = describeNft(d, fams, wantRules ? 'loaded' : 'parked');
   } else {
     const v = backend === 'iptables-nft' ? 'nft' : 'legacy';
     const other = v === 'nft' ? 'legacy' : 'nft';
-    const want4 = d.families.includes(4) ? chainsForNftFamily(d, 'ip') : [];
-    const want6 = d.families.includes(6) ? chainsForNftFamily(d, 'ip6') : [];
-    converged =
+    const want4 = d.families.includes(4) ? want(chainsForNftFamily(d, 'ip')) : [];
+    const want6 = d.families.includes(6) ? want(chainsForNftFamily(d, 'ip6')) : [];
+    const matches =
       nftLive.length === 0 &&
       iptablesConverged(ipt[v].v4, want4) &&
       iptablesConverged(ipt[v].v6, want6) &&
       iptOurs(other, 'v4') === '' && iptOurs(other, 'v6') === '';
+    converged = matches || (!wantRules && nothingOfOurs);
     after = [
       want4.length ? `# iptables-${v} v4 nat\n${describeIptablesDesired(want4).trimEnd()}` : '',
       want6.length ? `# iptables-${v} v6 nat\n${describeIptablesDesired(want6).trimEnd()}` : '',
@@ -238,9 +255,9 @@ export function planFirewall(p: FirewallParams, f: FirewallFacts): Change[] {
     const steps: Step[] = fileChanges.map(([path, content]): Step => {
       if (content === null) return { kind: 'run', argv: ['rm', '-f', path] };
       const validate =
-        path === rulesNftPath ? ['nft', '-c', '-f', '{}']
-        : path === rulesV4Path ? [`${backend}-restore`, '-w', '--test', '--noflush', '{}']
-        : path === rulesV6Path ? [`ip6${backend.slice(2)}-restore`, '-w', '--test', '--noflush', '{}']
+        path === rulesNftPath || path === parkedNftPath ? ['nft', '-c', '-f', '{}']
+        : path === rulesV4Path || path === parkedV4Path ? [`${backend}-restore`, '-w', '--test', '--noflush', '{}']
+        : path === rulesV6Path || path === parkedV6Path ? [`ip6${backend.slice(2)}-restore`, '-w', '--test', '--noflush', '{}']
         : path === scriptPath ? ['sh', '-n', '{}']
         : undefined;
       return { kind: 'put', path, content, mode: path === scriptPath ? 0o755 : 0o644, ...(validate && { validate }) };
@@ -264,7 +281,7 @@ export function planFirewall(p: FirewallParams, f: FirewallFacts): Change[] {
   changes.push({
     id: 'firewall:activate',
     summary: `load the ${backend} rules bound to ${p.agentUnit}'s health${notes}`,
-    diff: { subject: live.subject, before: live.before, after: wantRules ? live.after : '' },
+    diff: { subject: live.subject, before: live.before, after: live.after },
     steps: [{ kind: 'run', argv: [scriptPath, 'activate'], timeoutMs: (p.healthTimeoutSeconds + 30) * 1000 }],
     undo,
   });

@@ -2,7 +2,7 @@
 // flushes it, so re-applying never duplicates), plus exactly one jump from the built-in chain.
 // Lines are written in iptables-save's own canonical spelling so a converged host reads back identically.
 import type { Chain, ChainName, DesiredRuleset, Match, Rule } from './model';
-import { parkedChains, restrictToFamily } from './model';
+import { restrictToFamily } from './model';
 import type { Family } from './net';
 import { formatCidrWithPrefix } from './net';
 
@@ -58,11 +58,6 @@ export function renderIptablesChainRules(c: Chain): string[] {
 
 export function chainsForIptablesFamily(d: DesiredRuleset, f: Family): Chain[] {
   return restrictToFamily(d, f);
-}
-
-/** "Unloaded": our chains and their jumps stay, holding one no-op conntrack rule (see parkedChains in model.ts). */
-export function parkedIptablesChains(chains: Chain[]): Chain[] {
-  return parkedChains(chains);
 }
 
 /** What is live now, per chain: how many jumps to our chain the built-in chain has, and whether our chain exists. */

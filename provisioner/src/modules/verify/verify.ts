@@ -65,8 +65,11 @@ before=$(count)
 echo "metrics_before=$before"
 out=$(runuser -u "$user" -- curl -sS -o /dev/null -w '%{http_code}' --max-time "$timeout" "$url" 2>&1)
 echo "system_rc=$? system_out=$(printf %s "$out" | tr '\\n' ' ')"
+# The CA lives in a folder only root and the agent read; the probe user gets a public copy of the certificate.
+ca_copy=$(mktemp) && cat "$cacert" > "$ca_copy" && chmod 0644 "$ca_copy"
 sc=$(runuser -u "$user" -- timeout "$timeout" openssl s_client -connect "$host:$port" -servername "$host" \\
-  -CAfile "$cacert" -no-CApath -no-CAstore -verify_return_error </dev/null 2>&1)
+  -CAfile "$ca_copy" -no-CApath -no-CAstore -verify_return_error </dev/null 2>&1)
+rm -f "$ca_copy"
 echo "hostca_verify=$(printf %s "$sc" | sed -n 's/^ *Verify return code: \\([0-9]*\\).*/\\1/p' | head -n1)"
 echo "issuer=$(printf %s "$sc" | sed -n 's/^ *i:\\(.*\\)/\\1/p' | head -n1)"
 i=0

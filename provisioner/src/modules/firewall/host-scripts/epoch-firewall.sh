@@ -4,9 +4,11 @@
 # only our own table or chains are ever touched.
 #   watch                 load while the agent is healthy, unload when it is not (epoch-firewall.service, or the
 #                         no-systemd watchdog started by `activate`)
-#   wait-healthy | healthy | load | unload | status
+#   wait-healthy | healthy | load | unload | remove | status
+#                         unload = park: our chains stay (so conntrack keeps tracking every connection) but
+#                         redirect nothing; remove = delete our table/chains entirely (removal, revert of a first install)
 #   activate              (re)start the binding so the current rules file takes effect if the agent is healthy
-#   deactivate            stop the binding and unload
+#   deactivate            stop the binding and remove
 #   arm GEN SECONDS       snapshot our files, then schedule `revert ID` after SECONDS (systemd timer or setsid);
 #                         SECONDS=0: snapshot for `undo` only (removal, which can only make traffic flow directly)
 #   confirm               disarm every armed revert (the controller calls this over a new connection)
@@ -136,7 +138,7 @@ nft_remove_ours() {
   done
 }
 
-unload_unlocked() {
+remove_unlocked() {
   nft_remove_ours
   have iptables-legacy-save && { ipt_remove iptables-legacy-save iptables-legacy-restore; ipt_remove ip6tables-legacy-save ip6tables-legacy-restore; }
   have iptables-nft-save && { ipt_remove iptables-nft-save iptables-nft-restore; ipt_remove ip6tables-nft-save ip6tables-nft-restore; }
@@ -156,11 +158,14 @@ remove_other_backends() {
   return 0
 }
 
-load_unlocked() {
+# $1 = rules (redirecting) or parked (chains kept, nothing redirected). Both files replace our table/chains in one
+# transaction without deleting them, so the nat hooks and conntrack stay in place across every transition.
+apply_unlocked() {
+  kind=$1
   case "$BACKEND" in
     nft)
-      [ -r "$CONF_DIR/rules.nft" ] || die "no $CONF_DIR/rules.nft"
-      nft -f "$CONF_DIR/rules.nft" || die "nft -f $CONF_DIR/rules.nft failed"
+      [ -r "$CONF_DIR/$kind.nft" ] || die "no $CONF_DIR/$kind.nft"
+      nft -f "$CONF_DIR/$kind.nft" || die "nft -f $CONF_DIR/$kind.nft failed"
       # Families we no longer render (e.g. inet replaced by ip + ip6) must not linger.
       for fam in inet ip ip6; do
         case " $NFT_FAMILIES " in *" $fam "*) continue ;; esac
@@ -170,9 +175,15 @@ load_unlocked() {
     iptables-nft|iptables-legacy)
       v=${BACKEND#iptables-}
       remove_other_backends "$BACKEND"
-      if [ -r "$CONF_DIR/rules.v4" ]; then ipt_load "iptables-$v-save" "iptables-$v-restore" "$CONF_DIR/rules.v4"; else ipt_remove "iptables-$v-save" "iptables-$v-restore"; fi
-      if [ -r "$CONF_DIR/rules.v6" ]; then ipt_load "ip6tables-$v-save" "ip6tables-$v-restore" "$CONF_DIR/rules.v6"; else ipt_remove "ip6tables-$v-save" "ip6tables-$v-restore"; fi ;;
-    none) unload_unlocked ;;
+      if [ -r "$CONF_DIR/rules.v4" ]; then
+        [ -r "$CONF_DIR/$kind.v4" ] || die "no $CONF_DIR/$kind.v4"
+        ipt_load "iptables-$v-save" "iptables-$v-restore" "$CONF_DIR/$kind.v4"
+      else ipt_remove "iptables-$v-save" "iptables-$v-restore"; fi
+      if [ -r "$CONF_DIR/rules.v6" ]; then
+        [ -r "$CONF_DIR/$kind.v6" ] || die "no $CONF_DIR/$kind.v6"
+        ipt_load "ip6tables-$v-save" "ip6tables-$v-restore" "$CONF_DIR/$kind.v6"
+      else ipt_remove "ip6tables-$v-save" "ip6tables-$v-restore"; fi ;;
+    none) remove_unlocked ;;
     *) die "unknown BACKEND=$BACKEND in $CONF" ;;
   esac
 }
@@ -186,24 +197,28 @@ locked() {
     "$@"
   ) 9>"$LOCK_FILE"
 }
-load() { locked load_unlocked; }
-unload_all() { locked unload_unlocked; }
+load() { locked apply_unlocked rules; }
+park() { locked apply_unlocked parked; }
+remove_all() { locked remove_unlocked; }
 
-# Cheap check that our rules are live (an ExecStopPost of the agent may have removed them behind the watcher's back).
+# Cheap check that our redirecting rules are live (an ExecStopPost of the agent may have parked them behind the
+# watcher's back).
 loaded() {
   case "$BACKEND" in
-    nft) fam=${NFT_FAMILIES%% *}; nft list table "$fam" "$TABLE" >/dev/null 2>&1 ;;
+    nft) fam=${NFT_FAMILIES%% *}; nft list table "$fam" "$TABLE" 2>/dev/null | grep -q ' redirect to ' ;;
     iptables-nft|iptables-legacy)
       v=${BACKEND#iptables-}
       if [ -r "$CONF_DIR/rules.v4" ]; then s=iptables-$v-save; else s=ip6tables-$v-save; fi
-      $s 2>/dev/null | grep -q -E '^-A (OUTPUT|PREROUTING) -j EPOCH_' ;;
+      out=$($s 2>/dev/null)
+      printf '%s\n' "$out" | grep -q -E '^-A (OUTPUT|PREROUTING) -j EPOCH_' &&
+        printf '%s\n' "$out" | grep -q -E '^-A EPOCH_(OUTPUT|PREROUTING) .*-j REDIRECT' ;;
     *) return 0 ;;
   esac
 }
 
 # ---- the binding: rules only while the agent is healthy --------------------------------------------------------------
 watch() {
-  trap '(unload_all); exit 0' TERM INT HUP
+  trap '(park); exit 0' TERM INT HUP
   # unknown: the first unhealthy answer removes whatever is loaded; the first healthy one (re)loads atomically.
   state=unknown
   while :; do
@@ -213,7 +228,7 @@ watch() {
     elif [ "$state" != down ]; then
       # One retry so a single slow answer does not flap the rules; a dead agent refuses at once.
       sleep 0.3
-      if ! healthy; then (unload_all) && state=down && say "agent not healthy: rules removed, traffic flows directly"; fi
+      if ! healthy; then (park) && state=down && say "agent not healthy: rules parked, traffic flows directly"; fi
     fi
     sleep 0.5 & wait $!
   done
@@ -223,7 +238,7 @@ activate() {
   if has_systemd; then
     systemctl daemon-reload
     if [ "$BACKEND" = none ] || [ ! -f "$UNIT_FILE" ]; then
-      systemctl stop "$UNIT" 2>/dev/null; unload_all; return 0
+      systemctl stop "$UNIT" 2>/dev/null; remove_all; return 0
     fi
     # Restart only while the agent runs: starting our unit would pull the agent in through BindsTo.
     if systemctl is-active --quiet "$AGENT_UNIT"; then
@@ -231,12 +246,12 @@ activate() {
       wait_healthy
       load
     else
-      unload_all
+      park
     fi
   else
     stop_watchdog
-    if [ "$BACKEND" = none ]; then unload_all; return 0; fi
-    if healthy; then load; else unload_all; fi
+    if [ "$BACKEND" = none ]; then remove_all; return 0; fi
+    if healthy; then load; else park; fi
     mkdir -p "$(dirname "$WATCHDOG_PID")"
     # The pid is recorded before returning, so an immediate stop_watchdog never misses it. A background job of a
     # non-interactive shell is not a process-group leader, so setsid execs in place and $! is the watcher itself.
@@ -251,7 +266,7 @@ stop_watchdog() {
     case "$pid" in
       ''|*[!0-9]*) ;;
       *) if kill "$pid" 2>/dev/null; then
-           # Its TERM trap unloads; wait so that two removals never race.
+           # Its TERM trap parks; wait so that it never races a removal.
            n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
          fi ;;
     esac
@@ -261,12 +276,13 @@ stop_watchdog() {
 
 deactivate() {
   if has_systemd; then systemctl stop "$UNIT" 2>/dev/null; else stop_watchdog; fi
-  unload_all
+  remove_all
 }
 
 # ---- commit-confirmed -------------------------------------------------------------------------------------------------
 managed_files() {
   echo "$CONF"; echo "$CONF_DIR/rules.nft"; echo "$CONF_DIR/rules.v4"; echo "$CONF_DIR/rules.v6"
+  echo "$CONF_DIR/parked.nft"; echo "$CONF_DIR/parked.v4"; echo "$CONF_DIR/parked.v6"
   echo "$CONF_DIR/pristine-no-nat-ip"; echo "$CONF_DIR/pristine-no-nat-ip6"
   echo "$SCRIPT"; echo "$UNIT_FILE"; echo "$DROPIN"
 }
@@ -359,7 +375,7 @@ restore_snapshot() {
     "$SCRIPT" activate
   else
     if has_systemd; then systemctl stop "$UNIT" >/dev/null 2>&1; systemctl daemon-reload; else stop_watchdog; fi
-    unload_all
+    remove_all
   fi
 }
 
@@ -405,7 +421,8 @@ case "$cmd" in
   healthy) healthy ;;
   wait-healthy) wait_healthy ;;
   load) load ;;
-  unload) unload_all ;;
+  unload) park ;;
+  remove) remove_all ;;
   activate) activate ;;
   deactivate) deactivate ;;
   arm) [ $# -eq 2 ] || die "usage: arm GEN SECONDS"; arm "$1" "$2" ;;
@@ -414,5 +431,5 @@ case "$cmd" in
   undo) [ $# -eq 1 ] || die "usage: undo GEN"; undo "$1" ;;
   purge) purge ;;
   status) status ;;
-  *) die "usage: epoch-firewall watch|healthy|wait-healthy|load|unload|activate|deactivate|arm|confirm|revert|undo|purge|status" ;;
+  *) die "usage: epoch-firewall watch|healthy|wait-healthy|load|unload|remove|activate|deactivate|arm|confirm|revert|undo|purge|status" ;;
 esac
