@@ -231,3 +231,105 @@ test('fuzz: mutated real h2 streams never throw and report at most one fatal err
     assert.ok(sink.errors.filter((e) => fatal.has(e)).length <= 1, `round ${round}: ${sink.errors}`);
   }
 });
+
+// Captured through the real agent: curl 7.88 (nghttp2) GET /status/200 against the lab upstream (node http2). The
+// server's last chunk holds HEADERS (no END_STREAM) and the whole 11-byte body (DATA, no END_STREAM); its END_STREAM
+// comes in a later empty DATA frame. curl stops at content-length, sends GOAWAY and closes, so that frame raced the
+// close and was never relayed: the exchange was counted as `incomplete` instead (1 in ~18 requests in the lab).
+const capturedClient = [
+  '505249202a20485454502f322e300d0a0d0a534d0d0a0d0a00001204000000000000030000006400040200000000020000000000000408000000000001ff0001',
+  '00002701050000000182048861091a6d4302003f87418ab6b5d25426e32ebad87f7a8825b650c3abbcf2e153032a2f2a',
+  '000000040100000000',
+].map((h) => Buffer.from(h, 'hex'));
+const capturedServer = [
+  '000000040000000000',
+  '000000040100000000',
+  '00005301040000000188408ef2b5b5a1361474ad419092d45b3f8b089d5c0b8170dc69979b7f408bf2b5b5a1361474ac3a2bab0268325f87497ca58ae819aa0f0d0231316196e4593e94136a693f75040138a019b8db7704d298b46f00000b000000000001737461747573203230300a',
+].map((h) => Buffer.from(h, 'hex'));
+const trailingEndStream = frame(0, 0x1, 1, Buffer.alloc(0));
+
+test('curl closes right after content-length bytes, before the empty END_STREAM DATA: still exactly one exchange', () => {
+  const sink = new Collect();
+  const obs = new Http2Observer(sink);
+  // The relay's exact order: server SETTINGS first, then the client's preface, its request, the ACKs, the response.
+  obs.onServerData(capturedServer[0]!, 0);
+  obs.onClientData(capturedClient[0]!, 1);
+  obs.onClientData(capturedClient[1]!, 1);
+  obs.onClientData(capturedClient[2]!, 2);
+  obs.onServerData(capturedServer[1]!, 2);
+  obs.onServerData(capturedServer[2]!, 3);
+  obs.onClose();
+  assert.deepEqual(sink.errors, []);
+  assert.deepEqual(sink.summary, ['GET /status/200 200 req=0 resp=11']);
+  assert.equal(sink.records[0]!.end, 3, 'ends at the last body byte, not at close');
+});
+
+test('already complete: the trailing END_STREAM DATA arriving before close is not counted twice', () => {
+  const sink = new Collect();
+  const obs = new Http2Observer(sink);
+  obs.onServerData(capturedServer[0]!, 0);
+  for (const c of capturedClient) obs.onClientData(c, 1);
+  obs.onServerData(Buffer.concat([capturedServer[1]!, capturedServer[2]!, trailingEndStream]), 2);
+  obs.onClose();
+  assert.deepEqual(sink.errors, []);
+  assert.deepEqual(sink.summary, ['GET /status/200 200 req=0 resp=11']);
+  assert.equal(obs.trackedStreams, 0);
+});
+
+/** HPACK literal without indexing, new name (no Huffman): enough for synthetic response headers. */
+function literal(name: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
+}
+const getPath = (path: string) => Buffer.concat([Buffer.from([0x82, 0x87, 0x04, path.length]), Buffer.from(path)]);
+
+test('a known response length ends the stream at its last body byte, across DATA frames; HEAD, 204 and 304 at the headers', () => {
+  const sink = new Collect();
+  const obs = new Http2Observer(sink);
+  obs.onClientData(Buffer.concat([
+    preface,
+    settings(),
+    frame(1, 0x5, 1, getPath('/bytes/2048')),
+    frame(1, 0x5, 3, Buffer.concat([Buffer.from([0x02, 0x04]), Buffer.from('HEAD'), Buffer.from([0x87, 0x04, 2]), Buffer.from('/h')])),
+    frame(1, 0x5, 5, getPath('/no-content')),
+    frame(1, 0x5, 7, getPath('/cached')),
+    frame(1, 0x5, 9, getPath('/users/1042/orders?page=2')),
+  ]), 0);
+  obs.onServerData(Buffer.concat([
+    settings(),
+    frame(1, 0x4, 1, Buffer.concat([Buffer.from([0x88]), literal('content-length', '2048')])),
+    frame(0, 0x0, 1, Buffer.alloc(1000)),
+    frame(0, 0x0, 1, Buffer.alloc(1048)),
+    frame(1, 0x4, 3, Buffer.concat([Buffer.from([0x88]), literal('content-length', '5000')])),
+    frame(1, 0x4, 5, Buffer.from([0x89])),
+    frame(1, 0x4, 7, Buffer.from([0x8b])),
+    frame(1, 0x4, 9, Buffer.concat([Buffer.from([0x8d]), literal('content-length', '10')])),
+    frame(0, 0x0, 9, Buffer.alloc(10)),
+  ]), 1);
+  obs.onClose();
+  assert.deepEqual(sink.errors, []);
+  assert.deepEqual(sink.summary, [
+    'GET /bytes/2048 200 req=0 resp=2048',
+    'GET /cached 304 req=0 resp=0',
+    'GET /no-content 204 req=0 resp=0',
+    'GET /users/1042/orders?page=2 404 req=0 resp=10',
+    'HEAD /h 200 req=0 resp=0',
+  ]);
+});
+
+test('without a usable content-length only END_STREAM ends a stream; a close before it is incomplete', () => {
+  const sink = new Collect();
+  const obs = new Http2Observer(sink);
+  obs.onClientData(Buffer.concat([preface, settings(), frame(1, 0x5, 1, getPath('/chunked/4096')), frame(1, 0x5, 3, getPath('/conflict'))]), 0);
+  obs.onServerData(Buffer.concat([
+    settings(),
+    frame(1, 0x4, 1, Buffer.from([0x88])),
+    frame(0, 0x0, 1, Buffer.alloc(4096)),
+    frame(1, 0x4, 3, Buffer.concat([Buffer.from([0x88]), literal('content-length', '1'), literal('content-length', '2'), literal('content-length', '1')])),
+    frame(0, 0x0, 3, Buffer.alloc(2)),
+  ]), 1);
+  assert.deepEqual(sink.summary, []);
+  obs.onServerData(frame(0, 0x1, 1, Buffer.alloc(0)), 2);
+  assert.deepEqual(sink.summary, ['GET /chunked/4096 200 req=0 resp=4096']);
+  obs.onClose();
+  assert.deepEqual(sink.errors, ['incomplete']);
+});

@@ -1,6 +1,8 @@
 // Passive HTTP/2 observer (ALPN h2): frame parser for both directions and one HPACK decoder per direction.
 // DATA payloads are skipped by counting; only header blocks and SETTINGS are buffered, with a bound. Each
-// stream becomes one exchange when the server ends it. Errors stop observing the connection, never the relay.
+// stream becomes one exchange when the server ends it or, with a known body length, when its last body byte
+// arrives: servers often send END_STREAM in a later empty DATA frame, and a client that stops at content-length
+// (curl does) may close before that frame is relayed. Errors stop observing the connection, never the relay.
 import type { ExchangeSink, ObserveErrorKind } from './exchange';
 import { HpackDecoder } from './hpack';
 import type { ConnectionObserver } from './observer';
@@ -44,6 +46,8 @@ interface Stream {
   status: number;
   requestBodyBytes: number;
   responseBodyBytes: number;
+  /** Response body length the final response announces (0 for HEAD, 204, 304), -1 when unknown. */
+  expectedResponseBytes: number;
 }
 
 enum Phase {
@@ -320,9 +324,13 @@ export class Http2Observer implements ConnectionObserver {
     let method = '';
     let path = '';
     let status = 0;
+    let contentLength = -1;
     // Every block must be decoded, even ones we ignore, to keep the dynamic table in step with the peer's.
     (side === 'client' ? this.clientDecoder : this.serverDecoder).decode(bytes, (name, value) => {
-      if (name.charCodeAt(0) !== 0x3a) return;
+      if (name.charCodeAt(0) !== 0x3a) {
+        if (side === 'server' && name === 'content-length') contentLength = contentLengthValue(value, contentLength);
+        return;
+      }
       if (name === ':method') method = value;
       else if (name === ':path') path = value;
       else if (name === ':status') status = Number(value);
@@ -340,6 +348,7 @@ export class Http2Observer implements ConnectionObserver {
           status: 0,
           requestBodyBytes: 0,
           responseBodyBytes: 0,
+          expectedResponseBytes: -1,
         });
       }
       return;
@@ -347,8 +356,12 @@ export class Http2Observer implements ConnectionObserver {
     const stream = this.streams.get(id);
     if (!stream) return; // a pushed stream or one we never saw open
     if (Number.isNaN(stream.responseStart)) stream.responseStart = now;
-    if (status >= 200 && stream.status === 0) stream.status = status;
-    if (block.endStream) this.finish(id, stream, now);
+    if (status >= 200 && stream.status === 0) {
+      stream.status = status;
+      const bodyless = stream.method === 'HEAD' || status === 204 || status === 304;
+      stream.expectedResponseBytes = bodyless ? 0 : Math.max(contentLength, -1);
+    }
+    if (block.endStream || stream.expectedResponseBytes === 0) this.finish(id, stream, now);
   }
 
   private data(side: 'client' | 'server', id: number, bytes: number, endStream: boolean, now: number): void {
@@ -360,7 +373,8 @@ export class Http2Observer implements ConnectionObserver {
       return;
     }
     stream.responseBodyBytes += bytes;
-    if (endStream) this.finish(id, stream, now);
+    const complete = stream.expectedResponseBytes >= 0 && stream.responseBodyBytes >= stream.expectedResponseBytes;
+    if (endStream || complete) this.finish(id, stream, now);
   }
 
   private finish(id: number, stream: Stream, now: number): void {
@@ -377,4 +391,13 @@ export class Http2Observer implements ConnectionObserver {
       responseBodyBytes: stream.responseBodyBytes,
     });
   }
+}
+
+const CONTENT_LENGTH_INVALID = -2;
+
+/** The next content-length state: a byte count, or (sticky) invalid when malformed or repeated with another value. */
+function contentLengthValue(value: string, previous: number): number {
+  if (previous === CONTENT_LENGTH_INVALID || !/^\d{1,15}$/.test(value)) return CONTENT_LENGTH_INVALID;
+  const n = Number(value);
+  return previous >= 0 && previous !== n ? CONTENT_LENGTH_INVALID : n;
 }

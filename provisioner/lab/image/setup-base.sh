@@ -38,6 +38,11 @@ ln -s /etc/machine-id /var/lib/dbus/machine-id
 # No resolver in the lab: names come from /etc/hosts (written per host).
 : > /etc/resolv.conf
 
+# debootstrap leaves ca-certificates-java half-configured (its postinst needs the JRE, configured later), and a
+# half-configured package runs no triggers: its update-ca-certificates hook would then never reach Java's cacerts.
+dpkg --configure -a
+if dpkg --audit | grep -q .; then dpkg --audit >&2; exit 1; fi
+
 # The lab "public" CA, trusted the Debian way (the rhel layer re-does this the RHEL way).
 install -m 0644 /epoch-lab-setup/lab-public-ca.crt /usr/local/share/ca-certificates/epoch-lab-public.crt
 update-ca-certificates > /dev/null

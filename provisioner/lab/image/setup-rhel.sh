@@ -39,4 +39,12 @@ ln -sf certs/ca-bundle.crt /etc/pki/tls/cert.pem
 ln -sf ca-bundle.crt /etc/pki/tls/certs/ca-certificates.crt
 rm -rf /etc/ssl/certs
 ln -s ../pki/tls/certs /etc/ssl/certs
+# Java's cacerts as RHEL links it: the JDK's file -> /etc/pki/java/cacerts -> the keystore update-ca-trust extracts
+# (Debian's points at /etc/ssl/certs/java/cacerts, kept by the ca-certificates-java hook, which RHEL does not have).
+mkdir -p /etc/pki/java
+ln -sf ../ca-trust/extracted/java/cacerts /etc/pki/java/cacerts
+for jdk in /usr/lib/jvm/*/lib/security; do
+  [ -e "$jdk/cacerts" ] || [ -L "$jdk/cacerts" ] || continue
+  ln -sf /etc/pki/java/cacerts "$jdk/cacerts"
+done
 /usr/bin/update-ca-trust extract

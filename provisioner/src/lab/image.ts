@@ -13,6 +13,9 @@ import { isAlive, runOk, sleep, tracked } from './proc';
 export const imagePackages = [
   'openssh-server', 'systemd', 'systemd-sysv', 'dbus', 'ca-certificates', 'p11-kit', 'p11-kit-modules',
   'libnss3-tools', 'nftables', 'iptables', 'nodejs', 'curl', 'python3', 'openssl', 'sudo', 'procps', 'iproute2',
+  // Runtimes with their own CA store, for trust-coverage: Debian's certifi (patched to the system bundle), requests,
+  // and a headless JRE whose cacerts ca-certificates-java keeps in sync through an update-ca-certificates hook.
+  'python3-certifi', 'python3-requests', 'openjdk-17-jre-headless', 'ca-certificates-java',
 ] as const;
 const suite = 'bookworm';
 

@@ -338,6 +338,13 @@ test('removal: snapshots (no auto-revert), purges and deletes; a clean host is c
   assert.deepEqual(planFirewall(p, emptyHost()), []);
 });
 
+test('healthUrl defaults to the agent\'s health listener (127.0.0.1:9443), and firewall.conf carries it', () => {
+  const p = params('minimal');
+  assert.equal(p.healthUrl, 'http://127.0.0.1:9443/healthz');
+  const files = desiredFiles(p, emptyHost(), 'nft', desired('minimal'));
+  assert.match(files[confPath] ?? '', /^HEALTH_URL='http:\/\/127\.0\.0\.1:9443\/healthz'$/m);
+});
+
 // ---- bad input: clear errors before anything is applied ----
 
 test('invalid ports and CIDRs are rejected by the schema with the value', () => {

@@ -5,7 +5,12 @@
 //              REQUESTS_CA_BUNDLE pointing at the system bundle (so an old and a new CA are both covered during a
 //              rotation), then `systemctl daemon-reexec`. Our own file, so add/remove never edits a shared one
 //              (/etc/environment would need line edits and only affects PAM logins, not services).
-//   fix_java → `keytool -importcert` of the CA into the JDK's cacerts under our alias.
+//   fix_java → `keytool -importcert` of the CA into the JDK's cacerts (and any java_keystores) under our alias.
+// Distro-maintained stores are reported as such: Debian's python3-certifi returns the system bundle itself, Debian's
+// JDK cacerts is kept in sync with the system store by ca-certificates-java's update-ca-certificates hook, and RHEL's
+// is extracted by update-ca-trust (so a keytool import there would be overwritten: fix_java refuses it).
+// Private copies the system store does not reach are named through params: python_paths (a pip/venv site-packages
+// with its own certifi, probed as PYTHONPATH) and java_keystores (an application JRE's cacerts or its trustStore).
 import { z } from 'zod';
 import { createCa } from '../../ca/create';
 import { certFingerprint } from '../../ca/material';
@@ -28,6 +33,10 @@ export const trustCoverageParams = z
     java_storepass: z.string().min(6).default('changeit'),
     /** Node binaries besides the one on PATH (applications that ship their own runtime). */
     node_binaries: z.array(z.string().startsWith('/')).default([]),
+    /** site-packages folders of applications that ship their own (pip) certifi; each is probed as PYTHONPATH. */
+    python_paths: z.array(z.string().startsWith('/')).default([]),
+    /** Java keystores besides the JDK's default cacerts (an application's own JRE, or its javax.net.ssl.trustStore). */
+    java_keystores: z.array(z.string().startsWith('/')).default([]),
   })
   .strict()
   .transform(loadCertFile);
@@ -44,6 +53,28 @@ export interface NodeRuntime {
   usesSystemStore: boolean;
 }
 
+export interface CertifiBundle {
+  /** certifi.where() */
+  path: string;
+  /** The PYTHONPATH it was found with (null: the host's default python3 path). */
+  pythonPath: string | null;
+  /** where() resolves to the system bundle (Debian/RHEL patch their certifi to it). */
+  systemBundle: boolean;
+  trusts: boolean;
+}
+
+/** Who regenerates a keystore from the system store, if anyone. */
+export type KeystoreManager = 'ca-certificates-java' | 'update-ca-trust' | null;
+
+export interface JavaKeystore {
+  path: string;
+  /** The file the path resolves to (the JDK's cacerts is a symlink on Debian and RHEL). */
+  realPath: string;
+  managedBy: KeystoreManager;
+  trusts: boolean;
+  aliasPresent: boolean;
+}
+
 export interface TrustCoverageFacts {
   host: string;
   desiredPem: string | null;
@@ -52,8 +83,8 @@ export interface TrustCoverageFacts {
   /** Does the system bundle itself trust the CA (what OpenSSL-store users see)? */
   systemTrusts: boolean;
   nodes: NodeRuntime[];
-  certifi: { path: string; trusts: boolean } | null;
-  java: { keytool: string; cacerts: string; trusts: boolean; aliasPresent: boolean } | null;
+  certifi: CertifiBundle[];
+  java: { keytool: string; keystores: JavaKeystore[] } | null;
   envDropIn: string | null;
   systemdRunning: boolean;
 }
@@ -91,7 +122,7 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
       bundleFile,
       systemTrusts: desiredPem ? await bundleTrusts(t, bundleFile, desiredPem) : false,
       nodes: [],
-      certifi: null,
+      certifi: [],
       java: null,
       envDropIn: await readHostFile(t, envDropInPath),
       systemdRunning: (await probe(t, ['test', '-d', '/run/systemd/system'])).exitCode === 0,
@@ -111,24 +142,46 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
     }
     const python = await hostCommandPath(t, 'python3');
     if (python) {
-      const r = await probe(t, [python, '-c', 'import certifi; print(certifi.where())']);
-      const path = r.stdout.trim();
-      if (r.exitCode === 0 && path.startsWith('/')) facts.certifi = { path, trusts: desiredPem ? await bundleTrusts(t, path, pem) : false };
+      const realBundle = (await probe(t, ['readlink', '-f', bundleFile])).stdout.trim();
+      for (const pythonPath of [null, ...params.python_paths]) {
+        const argv = [python, '-c', 'import certifi; print(certifi.where())'];
+        const r = await probe(t, pythonPath === null ? argv : ['env', `PYTHONPATH=${pythonPath}`, ...argv]);
+        const path = r.stdout.trim();
+        if (r.exitCode !== 0 || !path.startsWith('/')) {
+          if (pythonPath === null) continue; // no certifi installed for the host's python3
+          throw new Error(`${host.name}: no certifi importable with PYTHONPATH=${pythonPath} (exit ${r.exitCode}): ${r.stderr.trim().split('\n').pop()}`);
+        }
+        if (facts.certifi.some((c) => c.path === path)) continue;
+        const real = (await probe(t, ['readlink', '-f', path])).stdout.trim();
+        facts.certifi.push({ path, pythonPath, systemBundle: real !== '' && real === realBundle, trusts: desiredPem ? await bundleTrusts(t, path, pem) : false });
+      }
+    } else if (params.python_paths.length) {
+      throw new Error(`${host.name}: python_paths given (${params.python_paths.join(', ')}) but python3 is not on PATH`);
     }
     const keytool = await hostCommandPath(t, 'keytool');
     if (keytool) {
       const real = (await probe(t, ['readlink', '-f', keytool])).stdout.trim();
       const cacerts = real.replace(/\/bin\/keytool$/, '/lib/security/cacerts');
-      const r = await probe(t, [keytool, '-list', '-v', '-keystore', cacerts, '-storepass', params.java_storepass]);
-      if (r.exitCode === 0) {
-        const fp = desiredPem ? certFingerprint(desiredPem) : '';
-        facts.java = {
-          keytool,
-          cacerts,
+      const fp = desiredPem ? certFingerprint(desiredPem) : '';
+      const debianHook = (await probe(t, ['test', '-x', '/etc/ca-certificates/update.d/jks-keystore'])).exitCode === 0;
+      const keystores: JavaKeystore[] = [];
+      for (const path of [cacerts, ...params.java_keystores]) {
+        const r = await probe(t, [keytool, '-list', '-v', '-keystore', path, '-storepass', params.java_storepass]);
+        if (r.exitCode !== 0) throw new Error(`${host.name}: keytool -list ${path} failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim().split('\n').pop()}`);
+        const realPath = (await probe(t, ['readlink', '-f', path])).stdout.trim();
+        const managedBy: KeystoreManager =
+          realPath === '/etc/ssl/certs/java/cacerts' && debianHook ? 'ca-certificates-java' : realPath === '/etc/pki/ca-trust/extracted/java/cacerts' ? 'update-ca-trust' : null;
+        keystores.push({
+          path,
+          realPath,
+          managedBy,
           trusts: fp !== '' && r.stdout.toUpperCase().includes(`SHA256: ${fp}`),
           aliasPresent: new RegExp(`^Alias name: ${params.java_alias}$`, 'm').test(r.stdout),
-        };
+        });
       }
+      facts.java = { keytool, keystores };
+    } else if (params.java_keystores.length) {
+      throw new Error(`${host.name}: java_keystores given (${params.java_keystores.join(', ')}) but keytool is not on PATH`);
     }
     return facts;
   },
@@ -140,20 +193,22 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
     const putDropIn = (content: string): Step => ({ kind: 'put', path: envDropInPath, content, mode: 0o644, owner: 'root:root' });
     const removeDropIn: Step = { kind: 'run', argv: ['rm', '-f', '--', envDropInPath] };
     const java = facts.java;
-    const keytoolArgs = java ? ['-keystore', java.cacerts, '-storepass', params.java_storepass] : [];
-    const deleteAlias: Step[] = java ? [{ kind: 'run', argv: [java.keytool, '-delete', '-noprompt', '-alias', params.java_alias, ...keytoolArgs] }] : [];
+    const keytoolArgs = (store: JavaKeystore) => ['-keystore', store.path, '-storepass', params.java_storepass];
+    const deleteAlias = (keytool: string, store: JavaKeystore): Step[] => [{ kind: 'run', argv: [keytool, '-delete', '-noprompt', '-alias', params.java_alias, ...keytoolArgs(store)] }];
+    const importCa = (keytool: string, store: JavaKeystore, pem: string): Step[] => [{ kind: 'run', argv: [keytool, '-importcert', '-noprompt', '-alias', params.java_alias, ...keytoolArgs(store)], stdin: pem }];
 
     if (params.state === 'absent') {
       if (facts.envDropIn !== null) {
         changes.push({ id: `env:${envDropInPath}`, summary: `remove ${envDropInPath}`, diff: { subject: envDropInPath, before: facts.envDropIn, after: '' }, steps: [removeDropIn, ...reexec], undo: [putDropIn(facts.envDropIn), ...reexec] });
       }
-      if (java?.aliasPresent) {
+      for (const store of java?.keystores ?? []) {
+        if (!java || !store.aliasPresent) continue;
         changes.push({
-          id: `java:${java.cacerts}`,
-          summary: `remove alias ${params.java_alias} from ${java.cacerts}`,
-          steps: deleteAlias,
+          id: `java:${store.path}`,
+          summary: `remove alias ${params.java_alias} from ${store.path}`,
+          steps: deleteAlias(java.keytool, store),
           // Re-importable only while the CA certificate is still known.
-          undo: facts.desiredPem ? [{ kind: 'run', argv: [java.keytool, '-importcert', '-noprompt', '-alias', params.java_alias, ...keytoolArgs], stdin: facts.desiredPem }] : null,
+          undo: facts.desiredPem ? importCa(java.keytool, store, facts.desiredPem) : null,
         });
       }
       return changes;
@@ -168,14 +223,18 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
         undo: facts.envDropIn === null ? [removeDropIn, ...reexec] : [putDropIn(facts.envDropIn), ...reexec],
       });
     }
-    if (params.fix_java && java && !java.trusts) {
-      if (!facts.desiredPem) throw new Error(`${facts.host}: no CA certificate at ${facts.desiredSource} to import into ${java.cacerts}`);
-      if (java.aliasPresent) throw new Error(`${facts.host}: ${java.cacerts} already has alias ${params.java_alias} for another certificate; remove it or choose java_alias`);
+    for (const store of params.fix_java && java ? java.keystores : []) {
+      if (!java || store.trusts) continue;
+      if (!facts.desiredPem) throw new Error(`${facts.host}: no CA certificate at ${facts.desiredSource} to import into ${store.path}`);
+      if (store.managedBy === 'update-ca-trust') {
+        throw new Error(`${facts.host}: ${store.path} is extracted from the system store by update-ca-trust (an import would be overwritten); install the CA with the trust-store module instead of fix_java`);
+      }
+      if (store.aliasPresent) throw new Error(`${facts.host}: ${store.path} already has alias ${params.java_alias} for another certificate; remove it or choose java_alias`);
       changes.push({
-        id: `java:${java.cacerts}`,
-        summary: `import CA sha256 ${certFingerprint(facts.desiredPem)} into ${java.cacerts} as ${params.java_alias}`,
-        steps: [{ kind: 'run', argv: [java.keytool, '-importcert', '-noprompt', '-alias', params.java_alias, ...keytoolArgs], stdin: facts.desiredPem }],
-        undo: deleteAlias,
+        id: `java:${store.path}`,
+        summary: `import CA sha256 ${certFingerprint(facts.desiredPem)} into ${store.path} as ${params.java_alias}`,
+        steps: importCa(java.keytool, store, facts.desiredPem),
+        undo: deleteAlias(java.keytool, store),
       });
     }
     return changes;
@@ -187,7 +246,7 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
 };
 
 /** Per-host lines: each private-store runtime found, and whether it would trust the CA. */
-export function coverageReport(_params: TrustCoverageParams, f: TrustCoverageFacts): string[] {
+export function coverageReport(params: TrustCoverageParams, f: TrustCoverageFacts): string[] {
   if (!f.desiredPem) return [`${f.host}: trust coverage unknown: no CA certificate at ${f.desiredSource}`];
   const fp = certFingerprint(f.desiredPem);
   const env = f.envDropIn ?? '';
@@ -209,11 +268,30 @@ export function coverageReport(_params: TrustCoverageParams, f: TrustCoverageFac
     lines.push(`  node ${node.version} (${node.path}): ${verdict(ok)}${how}`);
   }
   if (f.nodes.length === 0) lines.push('  node: not found');
-  if (f.certifi) {
-    const ok = f.certifi.trusts || pyEnv;
-    lines.push(`  python certifi (${f.certifi.path}): ${verdict(ok)}${f.certifi.trusts ? '' : pyEnv ? ' via REQUESTS_CA_BUNDLE (systemd drop-in)' : '; fix with fix_env (REQUESTS_CA_BUNDLE)'}`);
-  } else lines.push('  python certifi: not found');
-  if (f.java) lines.push(`  java cacerts (${f.java.cacerts}): ${verdict(f.java.trusts)}${f.java.trusts ? '' : '; fix with fix_java (keytool import)'}`);
-  else lines.push('  java keytool: not found');
+  for (const c of f.certifi) {
+    const ok = c.trusts || pyEnv;
+    const where = `${c.path}${c.pythonPath ? `, PYTHONPATH=${c.pythonPath}` : ''}${c.systemBundle ? ', the system bundle' : ''}`;
+    const how = c.trusts
+      ? ''
+      : pyEnv
+        ? ' via REQUESTS_CA_BUNDLE (systemd drop-in, services only)'
+        : c.systemBundle
+          ? '; it is the system bundle, which does not trust the CA yet (trust-store module)'
+          : '; own bundle: fix with fix_env (REQUESTS_CA_BUNDLE)';
+    lines.push(`  python certifi (${where}): ${verdict(ok)}${how}`);
+  }
+  if (f.certifi.length === 0) lines.push('  python certifi: not found');
+  for (const k of f.java?.keystores ?? []) {
+    const managed = k.managedBy === 'ca-certificates-java' ? 'kept in sync with the system store by ca-certificates-java' : k.managedBy === 'update-ca-trust' ? 'extracted from the system store by update-ca-trust' : '';
+    const how = k.trusts
+      ? managed && !k.aliasPresent ? ` (${managed})` : k.aliasPresent ? ` (alias ${params.java_alias})` : ''
+      : managed && f.systemTrusts
+        ? `; ${managed}, but it did not get the CA the system store trusts (${k.managedBy === 'ca-certificates-java' ? 'is ca-certificates-java configured? dpkg --configure -a' : 'run update-ca-trust extract'})`
+        : managed
+          ? `; ${managed}, which does not trust the CA yet (trust-store module)`
+        : '; fix with fix_java (keytool import)';
+    lines.push(`  java keystore (${k.path}${k.realPath && k.realPath !== k.path ? ` -> ${k.realPath}` : ''}): ${verdict(k.trusts)}${how}`);
+  }
+  if (!f.java) lines.push('  java keytool: not found');
   return lines;
 }

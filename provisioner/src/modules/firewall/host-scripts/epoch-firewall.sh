@@ -162,6 +162,13 @@ remove_other_backends() {
 # transaction without deleting them, so the nat hooks and conntrack stay in place across every transition.
 apply_unlocked() {
   kind=$1
+  # Parked files written by an older module version may be missing (e.g. a revert to an old snapshot): removing
+  # our rules keeps the promise that a dead agent never leaves a redirect behind.
+  if [ "$kind" = parked ] && [ "$BACKEND" != none ] && [ ! -r "$CONF_DIR/parked.nft" ] && [ ! -r "$CONF_DIR/parked.v4" ] && [ ! -r "$CONF_DIR/parked.v6" ]; then
+    say "no parked rules in $CONF_DIR: removing our rules instead (traffic flows directly)"
+    remove_unlocked
+    return 0
+  fi
   case "$BACKEND" in
     nft)
       [ -r "$CONF_DIR/$kind.nft" ] || die "no $CONF_DIR/$kind.nft"
