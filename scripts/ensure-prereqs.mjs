@@ -15,6 +15,7 @@ const run = (cmd, args, env = {}) => {
 };
 const wanted = readFileSync(join(root, 'scripts/apt-packages.txt'), 'utf8')
   .split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+// biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own ${field} format, not a JS template
 const q = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\n', ...wanted], { encoding: 'utf8' });
 const installed = new Set(q.stdout.split('\n').filter((l) => l.endsWith('install ok installed')).map((l) => l.split(' ')[0]));
 const missing = wanted.filter((p) => !installed.has(p));

@@ -40,7 +40,9 @@ ln -s /etc/machine-id /var/lib/dbus/machine-id
 
 # debootstrap leaves ca-certificates-java half-configured (its postinst needs the JRE, configured later), and a
 # half-configured package runs no triggers: its update-ca-certificates hook would then never reach Java's cacerts.
-dpkg --configure -a
+dpkg --configure -a > /epoch-dbg.log 2>&1 || echo "rc=$?" >> /epoch-dbg.log
+dpkg --audit >> /epoch-dbg.log 2>&1 || true
+ls -la /proc/self /usr/bin/java /etc/alternatives/java >> /epoch-dbg.log 2>&1 || true
 if dpkg --audit | grep -q .; then dpkg --audit >&2; exit 1; fi
 
 # The lab "public" CA, trusted the Debian way (the rhel layer re-does this the RHEL way).

@@ -27,7 +27,7 @@ import {
 import { type HostRuntimeFacts, minimumNodeVersion, parseRuntimeProbe, runtimeProbeArgv, usableNode } from './node-runtime';
 import { missingNodeMessage, PreflightError } from './preflight';
 import { supervisorSource } from './supervisor-script';
-import { nologin, userComment, userChanges } from './agent-user';
+import { userComment, userChanges } from './agent-user';
 import { renderUnit, waitHealthySource } from './systemd-unit';
 
 export const agentServiceParams = z
