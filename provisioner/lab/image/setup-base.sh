@@ -38,16 +38,18 @@ ln -s /etc/machine-id /var/lib/dbus/machine-id
 # No resolver in the lab: names come from /etc/hosts (written per host).
 : > /etc/resolv.conf
 
-# debootstrap leaves ca-certificates-java half-configured (its postinst needs the JRE, configured later), and a
-# half-configured package runs no triggers: its update-ca-certificates hook would then never reach Java's cacerts.
-dpkg --configure -a > /epoch-dbg.log 2>&1 || echo "rc=$?" >> /epoch-dbg.log
-dpkg --audit >> /epoch-dbg.log 2>&1 || true
-ls -la /proc/self /usr/bin/java /etc/alternatives/java >> /epoch-dbg.log 2>&1 || true
-if dpkg --audit | grep -q .; then dpkg --audit >&2; exit 1; fi
+# ca-certificates-java's update-ca-certificates hook runs java (through a dpkg trigger) to sync the JDK's cacerts, and
+# the JVM cannot start without /proc: mounted for this step only, and unmounted however the script ends.
+mount -t proc proc /proc
+trap 'umount /proc' EXIT
+dpkg --configure -a
 
 # The lab "public" CA, trusted the Debian way (the rhel layer re-does this the RHEL way).
 install -m 0644 /epoch-lab-setup/lab-public-ca.crt /usr/local/share/ca-certificates/epoch-lab-public.crt
 update-ca-certificates > /dev/null
+# A failed hook leaves ca-certificates-java half-configured, and then no later update reaches Java: refuse that image.
+if dpkg --audit | grep -q .; then dpkg --audit >&2; exit 1; fi
+keytool -list -cacerts -storepass changeit -alias debian:epoch-lab-public.pem > /dev/null
 
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log /var/log/apt/* /tmp/* /var/tmp/*

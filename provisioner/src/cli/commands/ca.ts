@@ -8,6 +8,7 @@ import { type CaMaterial, certFingerprint } from '../../ca/material';
 import { caProblems, defaultMinValidDays } from '../../ca/validate';
 import { ConfigError } from '../../core/errors';
 import { exitCodes } from '../exit-codes';
+import { readHidden } from '../read-hidden';
 
 const usage = `usage: epoch-provision ca init [--name CN] [--days N] [--key ec-p256|rsa-2048|rsa-4096] [--out DIR] [--passphrase-env VAR] [--force]
        epoch-provision ca check --cert FILE [--key FILE] [--key-passphrase-env VAR] [--min-valid-days N]
@@ -147,37 +148,4 @@ async function promptPassphrase(confirm: boolean): Promise<string> {
   const first = await readHidden('CA key passphrase: ');
   if (confirm && (await readHidden('again: ')) !== first) throw new ConfigError([{ location: '', message: 'the two passphrases differ' }]);
   return first;
-}
-
-function readHidden(prompt: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const stdin = process.stdin;
-    process.stderr.write(prompt);
-    stdin.setRawMode(true);
-    stdin.resume();
-    let value = '';
-    const onData = (chunk: Buffer) => {
-      for (const ch of chunk.toString('utf8')) {
-        if (ch === '\r' || ch === '\n') {
-          done();
-          resolve(value);
-          return;
-        }
-        if (ch === '\u0003') {
-          done();
-          reject(new ConfigError([{ location: '', message: 'interrupted at the passphrase prompt' }]));
-          return;
-        }
-        if (ch === '\u007f') value = value.slice(0, -1);
-        else value += ch;
-      }
-    };
-    const done = () => {
-      stdin.off('data', onData);
-      stdin.setRawMode(false);
-      stdin.pause();
-      process.stderr.write('\n');
-    };
-    stdin.on('data', onData);
-  });
 }

@@ -56,3 +56,16 @@ test('extra vars: key=value pairs are typed like YAML, JSON objects pass through
   assert.match(String(parseExtraVars('{"a": ')), /not valid JSON/);
   assert.match(String(parseExtraVars('["a"]')), /^expected key=value/);
 });
+
+test('--ask-become-pass without a terminal is a config error naming the alternative; no host is touched', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'epoch-run-'));
+  try {
+    writeFileSync(join(dir, 'hosts.yml'), 'all:\n  hosts:\n    h1: {ansible_host: 198.18.201.250, ansible_port: 1, ansible_become: true}\n');
+    writeFileSync(join(dir, 'site.yml'), '- name: p\n  hosts: all\n  tasks: []\n');
+    const r = await quiet(['--inventory', join(dir, 'hosts.yml'), join(dir, 'site.yml'), '--yes', '-K']);
+    assert.equal(r.code, exitCodes.config);
+    assert.match(r.stderr, /--ask-become-pass: stdin is not a terminal, so there is no prompt: use --become-password-env VAR/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -45,6 +45,7 @@ import { JumpPool } from '../../transport/ssh-transport';
 import type { Transport } from '../../transport/transport';
 import { exitCodes } from '../exit-codes';
 import { becomePasswordOf, openTransport } from '../open-transport';
+import { readHidden } from '../read-hidden';
 
 /** Tasks with this tag are the play's health gate: they run after each batch instead of in the task list. */
 export const healthGateTag = 'health_gate';
@@ -66,6 +67,7 @@ const usage = `usage: epoch-provision [--inventory NAME|PATH] [PLAYBOOK (default
                                ansible_ssh_common_args wins per host)
   --vault-password-file FILE   decrypt !vault values
   --become-password-env VAR    the sudo password is in this environment variable
+  -K, --ask-become-pass        ask for the sudo password once, without echo (it is never stored or logged)
   --max-total-fail-percentage N  cumulative failure budget across batches (overrides the play var ${totalFailBudgetVar})
   --log-dir DIR                run logs (default ./.epoch/logs)
   --no-rollback                leave a failed host as it is (default: replay this run's journal on it at once)`;
@@ -85,6 +87,7 @@ interface RunFlags {
   knownHosts: string;
   vaultPasswordFile?: string;
   becomePasswordEnv?: string;
+  askBecomePass: boolean;
   maxTotalFailPercentage?: number;
   logDir: string;
   rollbackFailedHosts: boolean;
@@ -108,6 +111,7 @@ function parseFlags(argv: string[]): RunFlags {
       'known-hosts': { type: 'string' },
       'vault-password-file': { type: 'string' },
       'become-password-env': { type: 'string' },
+      'ask-become-pass': { type: 'boolean', short: 'K' },
       'max-total-fail-percentage': { type: 'string' },
       'log-dir': { type: 'string' },
       'no-rollback': { type: 'boolean' },
@@ -149,6 +153,7 @@ function parseFlags(argv: string[]): RunFlags {
     knownHosts: values['known-hosts'] ?? join(homedir(), '.ssh', 'known_hosts'),
     ...(values['vault-password-file'] !== undefined && { vaultPasswordFile: values['vault-password-file'] }),
     ...(values['become-password-env'] !== undefined && { becomePasswordEnv: values['become-password-env'] }),
+    askBecomePass: values['ask-become-pass'] ?? false,
     ...(maxTotal !== undefined && { maxTotalFailPercentage: maxTotal }),
     logDir: values['log-dir'] ?? join('.epoch', 'logs'),
     rollbackFailedHosts: !(values['no-rollback'] ?? false),
@@ -259,8 +264,13 @@ async function run(flags: RunFlags): Promise<number> {
   const redactor = new Redactor();
   redactor.add(loaded.vaultPassword);
   const becomePasswords = new Map<string, string | undefined>();
+  let asked: string | undefined;
+  if (flags.askBecomePass) {
+    if (!process.stdin.isTTY) throw new ConfigError([{ location: '--ask-become-pass', message: 'stdin is not a terminal, so there is no prompt: use --become-password-env VAR' }]);
+    asked = await readHidden('BECOME password: ');
+  }
   for (const [name, spec] of loaded.specs) {
-    const password = spec.become ? becomePasswordOf(spec) : undefined;
+    const password = spec.become ? (asked ?? becomePasswordOf(spec)) : undefined;
     becomePasswords.set(name, password);
     redactor.add(password);
     for (const s of secretValuesOf(loaded.inventory.hosts.get(name)?.vars ?? {})) redactor.add(s);
