@@ -180,12 +180,15 @@ describe('trust coverage for python certifi and java cacerts on a debian host', 
       assert.deepEqual(await replan(trustCoverageModule, { ...params, state: 'absent' }, t), []);
       assert.match((await python(lab, host, true)).stdout, /error SSLError/, 'pip certifi rejects after state: absent');
       assert.match((await java(lab, host, appKeystore)).stdout, /untrusted/, 'the application keystore rejects after state: absent');
+
+      // Removing the CA from the system store takes it out of the synced JDK store again.
+      await executeSteps(t, trustUndo.splice(0));
+      const jdkAfter = await java(lab, host);
+      assert.match(jdkAfter.stdout, /untrusted/, `ca-certificates-java drops the CA with the system store: ${out(jdkAfter)}`);
     } finally {
       await stopUnit(lab, host, 'epoch-ca-runtimes');
       await executeSteps(t, trustUndo);
     }
-    // Removing the CA from the system store takes it out of the synced JDK store again.
-    assert.match((await java(lab, host)).stdout, /untrusted/, 'ca-certificates-java drops the CA with the system store');
   });
 });
 
@@ -229,10 +232,13 @@ describe('trust coverage for java cacerts on a rhel-flavour host (update-ca-trus
       assert.match(jdk.stdout, /^trusted/, `Java trusts the CA through the extracted keystore: ${out(jdk)}`);
       const py = await python(lab, host, false);
       assert.match(py.stdout, /status 200/, `python certifi follows the RHEL bundle: ${out(py)}`);
+
+      await executeSteps(t, trustUndo.splice(0));
+      const jdkAfter = await java(lab, host);
+      assert.match(jdkAfter.stdout, /untrusted/, `removal from the system store reaches the extracted keystore: ${out(jdkAfter)}`);
     } finally {
       await stopUnit(lab, host, 'epoch-ca-runtimes');
       await executeSteps(t, trustUndo);
     }
-    assert.match((await java(lab, host)).stdout, /untrusted/, 'removal from the system store reaches the extracted keystore');
   });
 });
