@@ -167,11 +167,6 @@ describe('acceptance: staged install, verify, canary halt, rollback and uninstal
 
   // Product defects (see the report of issue 9 item 7); remove each todo once fixed.
   const todo = {
-    check:
-      'product: --check on a fresh host cannot predict the tasks that read what earlier tasks create: ca (per-host) fails ' +
-      '"per-host CA mode needs the agent (/opt/epoch-agent/current/epoch-agent.cjs) installed first", firewall fails ' +
-      '"agent user epoch-agent does not exist on the host", verify fails "not issued by the host CA ... traffic is not intercepted" ' +
-      '(the canary fails, the check run halts with exit 5)',
     canaryRollback:
       'product: the canary rollback leaves /etc/passwd- /etc/group- /etc/shadow- /etc/gshadow- changed (useradd/userdel ' +
       'backups) and the empty directories /etc/epoch-agent and /etc/epoch-agent/ca',
@@ -179,12 +174,9 @@ describe('acceptance: staged install, verify, canary halt, rollback and uninstal
       'product: after rollback + uninstall, /etc/passwd- /etc/group- /etc/shadow- /etc/gshadow- differ, the empty directories ' +
       '/etc/epoch-agent{,/ca}, /etc/epoch-provision{,/firewall} and /etc/systemd/system/epoch-agent.service.d remain, and on rhel ' +
       '/etc/pki/ca-trust/extracted/java/cacerts differs (update-ca-trust rewrites the JKS with new timestamps)',
-    uninstallInventoryFile:
-      'product: `uninstall --inventory path/hosts.yml` exits 2 "takes no playbook ..., got path/hosts.yml": the playbook check ' +
-      'in provisioner/src/cli/commands/uninstall.ts takes the --inventory value for a positional playbook',
   };
 
-  test('1. --check predicts exactly what apply changes', { todo: todo.check }, async (t) => {
+  test('1. --check predicts exactly what apply changes', async (t) => {
     checkRun = cli(lab, ['playbooks/site.yml', '--check', ...intercept]);
     const touchedByCheck = await differencesFromSnapshot(lab, snapshots, hosts);
     // The apply runs whatever the check did: steps 2-6 need it.
@@ -296,7 +288,7 @@ describe('acceptance: staged install, verify, canary halt, rollback and uninstal
     await assertLikeSnapshot(lab, snapshots, hosts);
   });
 
-  test('6b. uninstall also takes the inventory as a hosts.yml path (as the run command does)', { todo: todo.uninstallInventoryFile }, () => {
+  test('6b. uninstall also takes the inventory as a hosts.yml path (as the run command does)', () => {
     const r = cli(lab, ['uninstall'], lab.inventoryPath);
     assert.equal(r.status, 0, explain(r));
     assert.deepEqual(Object.fromEntries(hosts.map((h) => [h, r.byHost[h]?.changed])), Object.fromEntries(hosts.map((h) => [h, 0])));

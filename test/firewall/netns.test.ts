@@ -353,3 +353,31 @@ test('no parked files (written by an older module version): a dead agent still l
     ns.script('purge');
   });
 });
+
+/** Every folder under the relocated /etc and /usr, with its mode: what an undo or purge must give back. */
+function folders(ns: Ns): string {
+  return execFileSync('find', [join(ns.root, 'etc'), join(ns.root, 'usr'), '-type', 'd', '-printf', '%P %m\n'], { encoding: 'utf8' }).split('\n').sort().join('\n');
+}
+
+test('folders: undo of a first install, and purge, remove exactly the folders the install created', { skip, timeout: 60_000 }, async () => {
+  await withHostNs(async (ns) => {
+    // A host's own folders, and a drop-in folder someone else made before us: these stay whatever happens.
+    for (const d of ['etc/systemd/system/epoch-agent.service.d', 'usr/local/lib']) mkdirSync(join(ns.root, d), { recursive: true });
+    const before = folders(ns);
+    ns.startAgent();
+    const p = paramsFor('nft');
+    const id = applyPlan(ns, p, gather(ns, p));
+    ns.script('confirm');
+    assert.ok(existsSync(join(ns.root, 'etc/epoch-provision/firewall')));
+    assert.ok(existsSync(join(ns.root, 'usr/local/lib/epoch-provision')));
+    // The runner's undo (rollback of the first install): the folders it created go, the others stay.
+    ns.script('undo', id.replace(/^\d+-/, '').replace(/:$/, ''));
+    assert.equal(folders(ns), before);
+    // Install again, then uninstall (purge and the plan's rm of our files): the same folders.
+    applyPlan(ns, p, gather(ns, p));
+    ns.script('confirm');
+    ns.script('purge');
+    assert.equal(folders(ns), before);
+    assert.deepEqual(planFirewall(firewallParams.parse({ ...p, state: 'absent' }), gather(ns, firewallParams.parse({ ...p, state: 'absent' }))), []);
+  });
+});

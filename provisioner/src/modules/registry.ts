@@ -1,6 +1,7 @@
 // The module registry: playbook tasks name a module, the loader validates its params with the module's zod
 // schema (before any connection), and the runner looks the module up again to gather/plan/apply.
 // Modules register themselves from their own folder (e.g. `import './command'` registers `command`).
+import type { Change } from '../core/change';
 import type { AnyModule } from './module';
 
 export interface RegisteredModule extends AnyModule {
@@ -22,6 +23,14 @@ export interface RegisteredModule extends AnyModule {
   readonly freshConnection?: boolean;
   /** Lines worth showing for this host even when nothing changed (a CA fingerprint, a trust-coverage report). */
   report?(params: unknown, facts: unknown): string[];
+  /**
+   * --check only: what this task would plan once the changes that earlier tasks of the same run predicted on this
+   * host have been applied (keyed by module name). Called instead of `plan` when there are such changes; null means
+   * "they make no difference to me, use plan". Modules that read what earlier tasks create (the pushed agent, the
+   * agent user, the generated CA, the armed firewall change) implement it, so --check predicts exactly what apply
+   * will change. The module is told which changes come first, never whether this is a check run.
+   */
+  predict?(params: unknown, facts: unknown, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null;
 }
 
 const modules = new Map<string, RegisteredModule>();

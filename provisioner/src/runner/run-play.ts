@@ -152,6 +152,8 @@ async function runHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, re
   const context: HostContext = { name: host.name, vars, transport };
   const journal = new HostJournal(transport, o.runId);
   let changedAny = false;
+  // In --check, what earlier tasks predicted on this host: later tasks may depend on it (RegisteredModule.predict).
+  const earlier = new Map<string, string[]>();
 
   for (const task of o.tasks) {
     const started = performance.now();
@@ -165,9 +167,11 @@ async function runHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, re
         emitResult(o, host, task, 'skipped', started, [], skip);
         continue;
       }
+      const options = { check: o.check, diff: o.diff, earlier };
       const outcome = module.freshConnection
-        ? await withFreshConnection(o, host, (fresh) => runTask({ ...context, transport: fresh }, module, params, task.name, journal.via(fresh), { check: o.check, diff: o.diff }))
-        : await runTask(context, module, params, task.name, journal, { check: o.check, diff: o.diff });
+        ? await withFreshConnection(o, host, (fresh) => runTask({ ...context, transport: fresh }, module, params, task.name, journal.via(fresh), options))
+        : await runTask(context, module, params, task.name, journal, options);
+      if (o.check && outcome.changes.length > 0) earlier.set(module.name, [...(earlier.get(module.name) ?? []), ...outcome.changes.map((c) => c.id)]);
       recap.ok += 1;
       if (outcome.status === 'changed') {
         recap.changed += 1;

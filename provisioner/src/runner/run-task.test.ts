@@ -101,3 +101,27 @@ test('a module report is shown on the final state, for a converged host and afte
   const again = await runTask(host, reporting, params, 'conf', new HostJournal(transport, '20261125T000000Z-aaaaaa'), { check: false, diff: false });
   assert.deepEqual([again.status, again.notes], ['ok', ['content is "v2"']]);
 });
+
+test('--check uses a module prediction only when earlier tasks of the run changed something; apply never does', async () => {
+  const { FakeTransport } = await import('../transport/fake-transport');
+  const { HostJournal } = await import('./journal');
+  const { runTask } = await import('./run-task');
+  const { testFileModule } = await import('./test-modules');
+  const predicted = { id: 'predicted:x', summary: 'what the earlier change makes necessary', steps: [], undo: null };
+  const predicting = { ...testFileModule, predict: (_p: unknown, _f: unknown, earlier: ReadonlyMap<string, readonly string[]>) => (earlier.has('agent_release') ? [predicted] : null) };
+  const transport = new FakeTransport('h1');
+  transport.files.set('/etc/c', { content: 'v2', mode: 0o644 });
+  const host = { name: 'h1', vars: {}, transport };
+  const params = { path: '/etc/c', content: 'v2' };
+  const journal = new HostJournal(transport, '20261125T000000Z-aaaaaa');
+  const earlier = new Map([['agent_release', ['release:0.1.0']]]);
+  const check = await runTask(host, predicting, params, 'conf', journal, { check: true, diff: false, earlier });
+  assert.deepEqual([check.status, check.changes.map((c) => c.id)], ['changed', ['predicted:x']]);
+  assert.match(check.notes.join('\n'), /predicted: this depends on changes earlier tasks of this run make \(agent_release\)/);
+  // The converged twin: no earlier changes, so plan decides (the file is already right).
+  const none = await runTask(host, predicting, params, 'conf', journal, { check: true, diff: false, earlier: new Map() });
+  assert.deepEqual([none.status, none.changes], ['ok', []]);
+  // Apply plans from the real facts only.
+  const apply = await runTask(host, predicting, params, 'conf', journal, { check: false, diff: false, earlier });
+  assert.deepEqual([apply.status, apply.changes], ['ok', []]);
+});

@@ -11,6 +11,8 @@ import type { HostJournal } from './journal';
 export interface TaskRunOptions {
   check: boolean;
   diff: boolean;
+  /** --check: change ids that earlier tasks of this run predicted on this host, by module (see RegisteredModule.predict). */
+  earlier?: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface TaskOutcome {
@@ -42,10 +44,12 @@ export async function runTask(
 ): Promise<TaskOutcome> {
   const facts = await module.gather(host, params);
   const notesOf = (f: unknown) => module.report?.(params, f) ?? [];
-  const changes = module.plan(params, facts);
-  if (changes.length === 0) return { status: 'ok', changes: [], notes: notesOf(facts) };
+  const predicted = options.check && options.earlier && options.earlier.size > 0 && module.predict ? module.predict(params, facts, options.earlier) : null;
+  const changes = predicted ?? module.plan(params, facts);
+  const predictedNote = predicted ? [`predicted: this depends on changes earlier tasks of this run make (${[...(options.earlier?.keys() ?? [])].join(', ')})`] : [];
+  if (changes.length === 0) return { status: 'ok', changes: [], notes: [...notesOf(facts), ...predictedNote] };
   const reports = changes.map((c) => reportChange(c, options.diff));
-  if (options.check) return { status: 'changed', changes: reports, notes: notesOf(facts) };
+  if (options.check) return { status: 'changed', changes: reports, notes: [...notesOf(facts), ...predictedNote] };
   for (const change of changes) {
     await journal.record(taskName, module.name, change);
     await executeSteps(host.transport, change.steps);

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { renderAgentConfig } from './agent-config';
 import { type AgentServiceFacts, agentServiceParams, parseServiceProbe, planService, renderSupervisorEnv } from './agent-service';
+import { removeUserSteps } from './agent-user';
 import { supervisorSource } from './supervisor-script';
 import { renderUnit, waitHealthySource } from './systemd-unit';
 import { debianRuntime } from './test-fixtures';
@@ -59,8 +60,10 @@ test('fresh systemd host: user, folders, files, enable, start', () => {
     'start:epoch-agent.service',
   ]);
   const user = changes[0]!;
-  assert.deepEqual(user.steps, [{ kind: 'run', argv: ['useradd', '--system', '--user-group', '--home-dir', '/var/lib/epoch-agent', '--no-create-home', '--shell', '/usr/sbin/nologin', '--comment', 'epoch-agent TLS observability proxy', 'epoch-agent'] }]);
-  assert.deepEqual(user.undo, [{ kind: 'run', argv: ['userdel', 'epoch-agent'] }]);
+  const useradd = user.steps[0]!;
+  assert.ok(useradd.kind === 'run');
+  assert.deepEqual(useradd.argv.slice(-11), ['useradd', '--system', '--user-group', '--home-dir', '/var/lib/epoch-agent', '--no-create-home', '--shell', '/usr/sbin/nologin', '--comment', 'epoch-agent TLS observability proxy', 'epoch-agent']);
+  assert.deepEqual(user.undo, removeUserSteps());
   const config = changes[5]!.steps[0]!;
   assert.ok(config.kind === 'put');
   assert.deepEqual(config.validate, ['/usr/bin/node', '/opt/epoch-agent/current/epoch-agent.cjs', 'check-config', '{}']);
@@ -218,6 +221,8 @@ test('state absent on an installed host: stop, unit, files, then the user this m
     'absent:user:epoch-agent',
   ]);
   assert.deepEqual(changes[2]!.steps, [{ kind: 'run', argv: ['rm', '-rf', '--', '/etc/epoch-agent/agent.json', '/opt/epoch-agent/libexec', '/var/lib/epoch-agent'] }]);
+  // userdel goes with the restore of /etc/passwd- and friends saved at useradd.
+  assert.deepEqual(changes[4]!.steps, removeUserSteps());
 });
 
 test('state absent twin: nothing left (a user we did not create stays), and no Node needed', () => {

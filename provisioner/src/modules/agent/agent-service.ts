@@ -27,7 +27,7 @@ import {
 import { type HostRuntimeFacts, minimumNodeVersion, parseRuntimeProbe, runtimeProbeArgv, usableNode } from './node-runtime';
 import { missingNodeMessage, PreflightError } from './preflight';
 import { supervisorSource } from './supervisor-script';
-import { userComment, userChanges } from './agent-user';
+import { nologin, removeUserSteps, userComment, userChanges } from './agent-user';
 import { renderUnit, waitHealthySource } from './systemd-unit';
 
 export const agentServiceParams = z
@@ -163,7 +163,9 @@ function jsonField(text: string, field: string): string | null {
   }
 }
 
-export const agentService: ProvisionModule<AgentServiceParams, AgentServiceFacts> = {
+export const agentService: ProvisionModule<AgentServiceParams, AgentServiceFacts> & {
+  predict(params: AgentServiceParams, facts: AgentServiceFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null;
+} = {
   name: 'agent_service',
   params: agentServiceParams,
   async gather(host: HostContext, params: AgentServiceParams): Promise<AgentServiceFacts> {
@@ -175,6 +177,11 @@ export const agentService: ProvisionModule<AgentServiceParams, AgentServiceFacts
     const r = await host.transport.exec(serviceProbeArgv(nodePath, params.health, statPaths), { timeoutMs: 60_000 });
     if (r.exitCode !== 0) throw new PreflightError(`service probe \`${r.command}\` exited ${r.exitCode}: ${r.stderr.trim()}`);
     return parseServiceProbe(r.stdout, runtime);
+  },
+  /** The agent user comes from an earlier agent_user task of the run: plan as if it existed. */
+  predict(params: AgentServiceParams, facts: AgentServiceFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null {
+    if (facts.user || !earlier.has('agent_user')) return null;
+    return planService(params, { ...facts, user: { uid: -1, shell: nologin, gecos: userComment }, groupExists: true });
   },
   plan: planService,
 };
@@ -407,7 +414,7 @@ function planAbsent(params: AgentServiceParams, facts: AgentServiceFacts): Chang
     changes.push({ id: `absent:${configDir}`, summary: `remove ${configDir} if empty`, steps: [{ kind: 'run', argv: ['rmdir', '--ignore-fail-on-non-empty', configDir] }], undo: null });
   }
   if (facts.user && facts.user.gecos === userComment) {
-    changes.push({ id: `absent:user:${agentUser}`, summary: `remove user ${agentUser} (created by epoch-provision)`, steps: [{ kind: 'run', argv: ['userdel', agentUser] }], undo: null });
+    changes.push({ id: `absent:user:${agentUser}`, summary: `remove user ${agentUser} (created by epoch-provision; the shadow-utils backups in /etc go back as they were)`, steps: removeUserSteps(), undo: null });
   }
   return changes;
 }

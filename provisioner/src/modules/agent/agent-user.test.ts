@@ -1,13 +1,31 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { agentUserModule, nologin, parsePasswdLine, userChanges } from './agent-user';
+import { agentUserModule, nologin, parsePasswdLine, removeUserSteps, shadowBackupsDir, userChanges } from './agent-user';
 
 test('a host without the agent user gets it created, and the undo removes it', () => {
   const [change, ...rest] = userChanges(null);
   assert.equal(rest.length, 0);
   assert.equal(change?.id, 'user:epoch-agent');
-  assert.deepEqual(change?.steps[0]?.kind === 'run' && change.steps[0].argv.slice(0, 3), ['useradd', '--system', '--user-group']);
-  assert.deepEqual(change?.undo, [{ kind: 'run', argv: ['userdel', 'epoch-agent'] }]);
+  const step = change?.steps[0];
+  assert.ok(step?.kind === 'run');
+  // The shadow-utils backups are saved outside /etc first, then useradd runs (exec'd by the save script).
+  assert.deepEqual(step.argv.slice(0, 2), ['sh', '-c']);
+  assert.deepEqual(step.argv.slice(3, 8), ['epoch-useradd', shadowBackupsDir, 'useradd', '--system', '--user-group']);
+  assert.match(step.argv[2] as string, /cp -p -- "\/etc\/\$f" "\$d\/\$f"/);
+  assert.match(step.argv[2] as string, /for f in passwd- group- shadow- gshadow-;/);
+  assert.ok(!shadowBackupsDir.startsWith('/etc/'));
+  assert.deepEqual(change?.undo, removeUserSteps());
+});
+
+test('removing the user restores the saved shadow-utils backups after userdel, and drops the saved copies', () => {
+  const [step, ...rest] = removeUserSteps();
+  assert.equal(rest.length, 0);
+  assert.ok(step?.kind === 'run');
+  assert.deepEqual(step.argv.slice(3), ['epoch-userdel', shadowBackupsDir, 'epoch-agent']);
+  const script = step.argv[2] as string;
+  assert.ok(script.indexOf('userdel') < script.indexOf('cp -p'), 'userdel first, then the restore');
+  assert.match(script, /mv -f -- "\/etc\/\$f.epoch-restore" "\/etc\/\$f"/);
+  assert.match(script, /rm -rf -- "\$d"/);
 });
 
 test('the already-converged twin: the user exists with no login shell, nothing to do', () => {

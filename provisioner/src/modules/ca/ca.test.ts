@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { test } from 'node:test';
 import { certFingerprint } from '../../ca/material';
-import { type CaFacts, caModule, caParams } from './ca';
+import { type CaFacts, caModule, caParams, productDir, removableDirs } from './ca';
 import { normalisePem } from './params';
 
 const fx = (name: string) => resolve(import.meta.dirname, '../../../../test/fixtures/ca', name);
@@ -13,7 +13,7 @@ const caPem = normalisePem(readFileSync(fx('ca-ec.crt'), 'utf8'));
 const nextPem = normalisePem(readFileSync(fx('ca-next.crt'), 'utf8'));
 
 function facts(over: Partial<CaFacts> = {}): CaFacts {
-  return { host: 'h1', certPem: null, certStat: null, keyStat: null, keySha256: null, backupPresent: false, agentArgv: ['/usr/bin/node', '/opt/epoch-agent/current/epoch-agent.cjs'], bundleTrustsNew: null, now: Date.now(), ...over };
+  return { host: 'h1', certPem: null, certStat: null, keyStat: null, keySha256: null, backupPresent: false, agentArgv: ['/usr/bin/node', '/opt/epoch-agent/current/epoch-agent.cjs'], bundleTrustsNew: null, now: Date.now(), dirs: { '/etc/epoch-agent/ca': ['ca.crt', 'ca.key'], '/etc/epoch-agent': ['ca'], '/etc': [] }, ...over };
 }
 
 test('per-host: generates the CA on the host with epoch-agent ca init; key stays there', () => {
@@ -27,6 +27,20 @@ test('per-host: generates the CA on the host with epoch-agent ca init; key stays
   });
   assert.ok(steps.every((s) => s.kind === 'run'), 'no key material travels in a per-host plan');
   assert.deepEqual(changes[0]?.undo, [{ kind: 'run', argv: ['rm', '-f', '--', '/etc/epoch-agent/ca/ca.crt', '/etc/epoch-agent/ca/ca.key'] }]);
+});
+
+test('per-host: folders that did not exist are created, and the undo removes exactly those (deepest first)', () => {
+  const [change] = caModule.plan(caParams.parse({}), facts({ dirs: { '/etc/epoch-agent/ca': null, '/etc/epoch-agent': null, '/etc': [] } }));
+  assert.deepEqual(change?.undo, [
+    { kind: 'run', argv: ['rm', '-f', '--', '/etc/epoch-agent/ca/ca.crt', '/etc/epoch-agent/ca/ca.key'] },
+    { kind: 'run', argv: ['sh', '-c', 'for d; do [ -d "$d" ] && rmdir --ignore-fail-on-non-empty -- "$d"; done; exit 0', 'epoch-rmdir', '/etc/epoch-agent/ca', '/etc/epoch-agent'] },
+  ]);
+});
+
+test('per-host: the folders already existed (the agent made /etc/epoch-agent) → the undo leaves them', () => {
+  const [change] = caModule.plan(caParams.parse({}), facts({ dirs: { '/etc/epoch-agent/ca': null, '/etc/epoch-agent': ['agent.json'], '/etc': [] } }));
+  assert.deepEqual(change?.undo?.[1], { kind: 'run', argv: ['sh', '-c', 'for d; do [ -d "$d" ] && rmdir --ignore-fail-on-non-empty -- "$d"; done; exit 0', 'epoch-rmdir', '/etc/epoch-agent/ca'] });
+  assert.equal(change?.undo?.length, 2);
 });
 
 test('per-host: already converged (valid CA, key 0600 owned by the agent) → no change', () => {
@@ -110,12 +124,29 @@ test('rotation: refuses when the host signs with a CA other than rotate_from', (
 
 test('absent: removes the signing CA files (and the kept previous key); no undo for a deleted key', () => {
   const [change] = caModule.plan(caParams.parse({ state: 'absent' }), facts({ certPem: caPem, certStat: { mode: '644', owner: 'root' }, keyStat: { mode: '600', owner: 'epoch-agent' }, backupPresent: true }));
-  assert.deepEqual(change?.steps, [{ kind: 'run', argv: ['rm', '-f', '--', '/etc/epoch-agent/ca/ca.crt', '/etc/epoch-agent/ca/ca.key', '/etc/epoch-agent/ca/ca.key.epoch-prev'] }]);
+  assert.deepEqual(change?.steps, [
+    { kind: 'run', argv: ['rm', '-f', '--', '/etc/epoch-agent/ca/ca.crt', '/etc/epoch-agent/ca/ca.key', '/etc/epoch-agent/ca/ca.key.epoch-prev'] },
+    // Our folders, emptied by the removal, go too; /etc is not ours by name and is never touched.
+    { kind: 'run', argv: ['sh', '-c', 'for d; do [ -d "$d" ] && rmdir --ignore-fail-on-non-empty -- "$d"; done; exit 0', 'epoch-rmdir', '/etc/epoch-agent/ca', '/etc/epoch-agent'] },
+  ]);
   assert.equal(change?.undo, null);
 });
 
 test('absent: already absent → no change', () => {
-  assert.deepEqual(caModule.plan(caParams.parse({ state: 'absent' }), facts()), []);
+  assert.deepEqual(caModule.plan(caParams.parse({ state: 'absent' }), facts({ dirs: { '/etc/epoch-agent/ca': null, '/etc/epoch-agent': null, '/etc': [] } })), []);
+});
+
+test('absent: files gone but an empty folder of ours is left (a half-provisioned host) → removes the folder', () => {
+  const [change, ...rest] = caModule.plan(caParams.parse({ state: 'absent' }), facts({ dirs: { '/etc/epoch-agent/ca': [], '/etc/epoch-agent': ['ca'], '/etc': [] } }));
+  assert.equal(rest.length, 0);
+  assert.deepEqual(change?.steps.map((s) => (s.kind === 'run' ? s.argv.slice(3) : [])), [['epoch-rmdir', '/etc/epoch-agent/ca', '/etc/epoch-agent']]);
+});
+
+test('absent: a folder of ours that still holds someone else\'s file stays (and is not planned again and again)', () => {
+  const dirs = { '/etc/epoch-agent/ca': [], '/etc/epoch-agent': ['ca', 'agent.json'], '/etc': [] };
+  assert.deepEqual(removableDirs(dirs, []), ['/etc/epoch-agent/ca']);
+  assert.deepEqual(removableDirs({ '/etc/epoch-agent': ['agent.json'], '/etc': [] }, []), []);
+  assert.equal(productDir('/etc/ssl/private'), false);
 });
 
 test('module names match the playbooks (ca, trust_store, trust_coverage)', async () => {

@@ -11,7 +11,7 @@ import type { Change, Step } from '../../core/change';
 import type { HostContext, ProvisionModule } from '../module';
 import { tryRestartStep } from '../try-restart';
 import { parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
-import { bundleTrusts, hostCommandPath, hostFileSha256, hostFileStat, readHostFile } from './host-files';
+import { bundleTrusts, hostCommandPath, hostFileSha256, hostFileStat, readHostDir, readHostFile } from './host-files';
 import { defaultCaCertPath, defaultCaKeyPath, defaultMinValidDays, loadCaMaterial, normalisePem } from './params';
 
 const agentEntry = '/opt/epoch-agent/current/epoch-agent.cjs';
@@ -79,13 +79,23 @@ export interface CaFacts {
   backupPresent: boolean;
   /** per-host: the argv prefix that runs the agent, or null when it is not installed. */
   agentArgv: string[] | null;
+  /** The node the agent will run on, found even before the agent is pushed (for --check predictions). */
+  nodePath?: string | null;
   /** rotation: does the system bundle trust the CA we would switch to? null when not checked. */
   bundleTrustsNew: boolean | null;
+  /**
+   * Every folder above cert_path and key_path (below /): null when missing (per-host creates it, and its undo
+   * removes exactly those), else the names in it when the folder is ours by name (see productDir), or [] unlisted.
+   */
+  dirs: Record<string, string[] | null>;
   /** Reference time for expiry checks, taken at gather so plan stays pure. */
   now: number;
 }
 
-export const caModule: ProvisionModule<CaParams, CaFacts> & { report(params: CaParams, facts: CaFacts): string[] } = {
+export const caModule: ProvisionModule<CaParams, CaFacts> & {
+  report(params: CaParams, facts: CaFacts): string[];
+  predict(params: CaParams, facts: CaFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null;
+} = {
   name: 'ca',
   params: caParams,
 
@@ -101,13 +111,15 @@ export const caModule: ProvisionModule<CaParams, CaFacts> & { report(params: CaP
       agentArgv: null,
       bundleTrustsNew: null,
       now: Date.now(),
+      dirs: await gatherDirs(t, [params.cert_path, params.key_path]),
     };
     if (params.state === 'present' && params.mode === 'per-host') {
       if (params.agent_command) facts.agentArgv = [...params.agent_command];
-      else if ((await hostFileStat(t, agentEntry)) !== null) {
+      else {
         // The same order the agent module picks its runtime in: the distro's node, then our pushed copy.
         const node = (await hostCommandPath(t, 'node')) ?? (await hostCommandPath(t, 'nodejs')) ?? ((await hostFileStat(t, pushedNode)) !== null ? pushedNode : null);
-        if (node) facts.agentArgv = [node, agentEntry];
+        facts.nodePath = node;
+        if (node && (await hostFileStat(t, agentEntry)) !== null) facts.agentArgv = [node, agentEntry];
       }
     }
     if (params.state === 'present' && params.rotate_from && params.material) {
@@ -120,6 +132,12 @@ export const caModule: ProvisionModule<CaParams, CaFacts> & { report(params: CaP
   plan(params: CaParams, facts: CaFacts): Change[] {
     if (params.state === 'absent') return planAbsent(params, facts);
     return params.mode === 'per-host' ? planPerHost(params, facts) : planPushed(params, facts);
+  },
+
+  /** An agent release pushed earlier in the run is what per-host mode runs `ca init` with. */
+  predict(params: CaParams, facts: CaFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null {
+    if (params.state !== 'present' || params.mode !== 'per-host' || facts.agentArgv || !earlier.has('agent_release')) return null;
+    return planPerHost(params, { ...facts, agentArgv: [facts.nodePath ?? 'node', agentEntry] });
   },
 
   report(params: CaParams, facts: CaFacts): string[] {
@@ -135,15 +153,60 @@ function planAbsent(p: CaParams, f: CaFacts): Change[] {
     ...(f.keyStat !== null ? [p.key_path] : []),
     ...(f.backupPresent ? [`${p.key_path}.epoch-prev`] : []),
   ];
-  if (files.length === 0) return [];
+  const dirs = removableDirs(f.dirs, files);
+  if (files.length === 0 && dirs.length === 0) return [];
   return [
     {
       id: `ca:absent:${p.cert_path}`,
-      summary: `remove the signing CA files ${files.join(', ')}${f.certPem ? ` (CA sha256 ${safeFingerprint(f.certPem)})` : ''}`,
-      steps: [{ kind: 'run', argv: ['rm', '-f', '--', ...files] }],
+      summary: `remove the signing CA files ${files.join(', ') || '(none left)'}${f.certPem ? ` (CA sha256 ${safeFingerprint(f.certPem)})` : ''}${dirs.length ? `, then the emptied folders ${dirs.join(', ')}` : ''}`,
+      steps: [...(files.length ? [{ kind: 'run', argv: ['rm', '-f', '--', ...files] } satisfies Step] : []), ...(dirs.length ? [rmdirStep(dirs)] : [])],
       undo: null,
     },
   ];
+}
+
+/** Folders named for the product (a path segment starting with `epoch-`, e.g. /etc/epoch-agent/ca) are ours. */
+export const productDir = (dir: string) => dir.split('/').some((segment) => segment.startsWith('epoch-'));
+
+/**
+ * Uninstall has no record of which folders it created: it removes only folders that are ours by name (productDir)
+ * and that hold nothing once `files` (and the removable folders below them) are gone. Deepest first.
+ */
+export function removableDirs(dirs: Record<string, string[] | null>, files: readonly string[]): string[] {
+  const gone = new Set(files);
+  const out: string[] = [];
+  for (const dir of Object.keys(dirs).sort((a, b) => b.length - a.length)) {
+    const entries = dirs[dir];
+    if (entries == null || !productDir(dir)) continue;
+    if (entries.every((name) => gone.has(`${dir}/${name}`))) {
+      out.push(dir);
+      gone.add(dir);
+    }
+  }
+  return out;
+}
+
+/** The folders above `paths` that do not exist, deepest first: what `mkdir -p` creates and undo removes. */
+export function missingDirs(dirs: Record<string, string[] | null>): string[] {
+  return Object.keys(dirs)
+    .filter((d) => dirs[d] === null)
+    .sort((a, b) => b.length - a.length);
+}
+
+/** rmdir each folder that still exists and is empty (a folder someone filled meanwhile stays). */
+function rmdirStep(dirs: readonly string[]): Step {
+  return { kind: 'run', argv: ['sh', '-c', 'for d; do [ -d "$d" ] && rmdir --ignore-fail-on-non-empty -- "$d"; done; exit 0', 'epoch-rmdir', ...dirs] };
+}
+
+async function gatherDirs(t: HostContext['transport'], paths: readonly string[]): Promise<Record<string, string[] | null>> {
+  const dirs: Record<string, string[] | null> = {};
+  for (const path of paths) {
+    for (let dir = dirOf(path); dir !== '/' && !(dir in dirs); dir = dirOf(dir)) {
+      if ((await hostFileStat(t, dir)) === null) dirs[dir] = null;
+      else dirs[dir] = productDir(dir) ? ((await readHostDir(t, dir)) ?? null) : [];
+    }
+  }
+  return dirs;
 }
 
 function planPerHost(p: CaParams, f: CaFacts): Change[] {
@@ -160,6 +223,7 @@ function planPerHost(p: CaParams, f: CaFacts): Change[] {
   }
   if (!f.agentArgv) throw new Error(`${f.host}: per-host CA mode needs the agent (${agentEntry}) installed first, or agent_command`);
   const dirs = [...new Set([dirOf(p.cert_path), dirOf(p.key_path)])];
+  const created = missingDirs(f.dirs);
   return [
     {
       id: `ca:per-host:${p.cert_path}`,
@@ -171,7 +235,8 @@ function planPerHost(p: CaParams, f: CaFacts): Change[] {
         { kind: 'run', argv: ['chmod', '0600', p.key_path] },
         { kind: 'run', argv: ['chmod', '0644', p.cert_path] },
       ],
-      undo: [{ kind: 'run', argv: ['rm', '-f', '--', p.cert_path, p.key_path] }],
+      // The folders mkdir -p created go too (they did not exist at gather), never one that was there before.
+      undo: [{ kind: 'run', argv: ['rm', '-f', '--', p.cert_path, p.key_path] }, ...(created.length ? [rmdirStep(created)] : [])],
     },
   ];
 }

@@ -29,6 +29,14 @@ export async function hostFileSha256(transport: Transport, path: string): Promis
   throw failed(r, `hashing ${path}`);
 }
 
+/** The names in a folder (`ls -A`), or null when it does not exist. */
+export async function readHostDir(transport: Transport, path: string): Promise<string[] | null> {
+  const r = await probe(transport, ['ls', '-A1', '--', path]);
+  if (r.exitCode === 0) return r.stdout.split('\n').filter((name) => name !== '');
+  if (/No such file or directory/.test(r.stderr)) return null;
+  throw failed(r, `listing ${path}`);
+}
+
 /** Mode (octal string) and owner name of a file, or null when it does not exist. */
 export async function hostFileStat(transport: Transport, path: string): Promise<{ mode: string; owner: string } | null> {
   const r = await probe(transport, ['stat', '-c', '%a %U', '--', path]);

@@ -30,12 +30,35 @@ export async function gatherFirewall(transport: Transport, params: FirewallParam
   return parseGatherOutput(params, probe.stdout, ssh.exitCode === 0 ? ssh.stdout : '');
 }
 
-export const firewallModule: ProvisionModule<FirewallParams, FirewallFacts> = {
+export const firewallModule: ProvisionModule<FirewallParams, FirewallFacts> & {
+  predict(params: FirewallParams, facts: FirewallFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null;
+} = {
   name: 'firewall',
   params: firewallParams,
   gather: (host: HostContext, params: FirewallParams) => gatherFirewall(host.transport, params),
   plan: planFirewall,
+  predict: predictFirewall,
 };
+
+/**
+ * --check: earlier tasks of the run create the agent user (agent_user) and start the agent (agent_service); plan as if
+ * they had. The uid/gid are stand-ins (never applied: apply plans from the real facts, and refuses a missing user).
+ */
+export function predictFirewall(p: FirewallParams, f: FirewallFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null {
+  if (p.state !== 'present') return null;
+  const userComes = !f.agentUser && earlier.has('agent_user');
+  const agentStarts = !f.agent.healthy && earlier.has('agent_service');
+  if (!userComes && !agentStarts) return null;
+  return planFirewall(p, {
+    ...f,
+    ...(userComes && { agentUser: { name: p.agentUser, ...predictedIdentity } }),
+    ...(userComes && !f.agentGroup && { agentGroup: { name: p.agentGroup, gid: predictedIdentity.gid } }),
+    ...(agentStarts && { agent: { active: true, healthy: true } }),
+  });
+}
+
+/** Stand-in ids for a user that an earlier task creates (outside any real system uid range). */
+const predictedIdentity = { uid: 4294967293, gid: 4294967293 };
 
 // ---- confirmation ----
 
@@ -61,11 +84,15 @@ export function planConfirm(_params: Record<string, never>, facts: ConfirmFacts)
   ];
 }
 
-export const firewallConfirmModule: ProvisionModule<Record<string, never>, ConfirmFacts> = {
+export const firewallConfirmModule: ProvisionModule<Record<string, never>, ConfirmFacts> & {
+  predict(params: Record<string, never>, facts: ConfirmFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null;
+} = {
   name: 'firewall_confirm',
   params: z.object({}).strict() as unknown as z.ZodType<Record<string, never>>,
   gather: async (host) => ({ armed: await listArmedReverts(host.transport) }),
   plan: planConfirm,
+  /** --check: a firewall change earlier in the run arms a revert, which this task will confirm. */
+  predict: (params, facts, earlier) => (earlier.has('firewall') && facts.armed.length === 0 ? planConfirm(params, { armed: [{ id: 'armed-by-this-run' }] }) : null),
 };
 
 /** For a runner that confirms directly: call on a NEW connection after verification. Returns the confirmed ids. */

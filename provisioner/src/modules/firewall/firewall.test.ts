@@ -424,3 +424,16 @@ test('gather output is parsed into facts (sections, base64 files, health JSON, S
 test('the bundled host script is in sync with host-scripts/epoch-firewall.sh (run generate.mjs after editing it)', () => {
   assert.equal(epochFirewallScript, fixture('../host-scripts/epoch-firewall.sh'));
 });
+
+test('--check on a fresh host: with the agent user and agent coming from earlier tasks, the firewall predicts its full install; alone it refuses', async () => {
+  const { firewallModule, firewallConfirmModule } = await import('./firewall-module');
+  const { firewallParams } = await import('./params');
+  const p = firewallParams.parse({});
+  const facts = emptyHost({ agentUser: null, agentGroup: null, agent: { active: false, healthy: false } });
+  assert.throws(() => firewallModule.plan(p, facts), /agent user "epoch-agent" does not exist/);
+  assert.equal(firewallModule.predict(p, facts, new Map()), null);
+  const ids = firewallModule.predict(p, facts, new Map([['agent_user', ['user:epoch-agent']], ['agent_service', ['start:epoch-agent.service']]]))?.map((c) => c.id).sort();
+  assert.deepEqual(ids, ['firewall:activate', 'firewall:arm-revert', 'firewall:files']);
+  assert.deepEqual(firewallConfirmModule.predict({}, { armed: [] }, new Map([['firewall', ['firewall:files']]]))?.map((c) => c.id), ['firewall:confirm']);
+  assert.equal(firewallConfirmModule.predict({}, { armed: [] }, new Map([['agent_user', ['user:epoch-agent']]])), null);
+});

@@ -117,9 +117,12 @@ test('distro-maintained stores: Debian certifi is the system bundle, Java cacert
   assert.match(lines[5] ?? '', /\/opt\/app\/jre\/cacerts\): WOULD REJECT.*fix_java/);
   // fix_java only touches the store that lacks the CA.
   assert.deepEqual(trustCoverageModule.plan(params({ fix_java: true }), f).map((c) => c.id), ['java:/opt/app/jre/cacerts']);
-  const notYet = coverageReport(params(), facts({ certifi: [{ ...debianCertifi, trusts: false }], java: { keytool: '/usr/bin/keytool', keystores: [{ ...synced, trusts: false }] } }));
+  const notYet = coverageReport(params(), facts({ systemTrusts: false, certifi: [{ ...debianCertifi, trusts: false }], java: { keytool: '/usr/bin/keytool', keystores: [{ ...synced, trusts: false }] } }));
   assert.match(notYet[2] ?? '', /system bundle, which does not trust the CA yet \(trust-store module\)/);
   assert.match(notYet[3] ?? '', /ca-certificates-java, which does not trust the CA yet/);
+  // The system store trusts it but the hook did not deliver it (half-configured ca-certificates-java): say so.
+  const outOfSync = coverageReport(params(), facts({ java: { keytool: '/usr/bin/keytool', keystores: [{ ...synced, trusts: false }] } }));
+  assert.match(outOfSync[3] ?? '', /WOULD REJECT.*did not get the CA the system store trusts \(is ca-certificates-java configured\? dpkg --configure -a\)/);
 });
 
 test('fix_java refuses a keystore that update-ca-trust regenerates (the import would be lost)', () => {

@@ -12,6 +12,23 @@ import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
 import { anchorPath, type OsRelease, parseOsRelease, type TrustLayout, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
 
 export const defaultAnchorName = 'epoch-provision-ca';
+/**
+ * --check on a fresh host: a stand-in for the certificate the `ca` task generates on the host (its key was thrown
+ * away; it is never installed, only planned with, so a prediction has the same shape as the real plan).
+ */
+const predictedCaPem = `-----BEGIN CERTIFICATE-----
+MIIBzDCCAXKgAwIBAgIUdreEx1nLOLk7i/Vjf5Mtk7i1Vw8wCgYIKoZIzj0EAwIw
+NDEyMDAGA1UEAwwpdGhlIENBIHRoZSBjYSB0YXNrIGdlbmVyYXRlcyBvbiB0aGlz
+IGhvc3QwIBcNMjYxMTI1MDQwNzE1WhgPMjEyNjExMDEwNDA3MTVaMDQxMjAwBgNV
+BAMMKXRoZSBDQSB0aGUgY2EgdGFzayBnZW5lcmF0ZXMgb24gdGhpcyBob3N0MFkw
+EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEjbXVTkwAOXHcI3HVxO+KYlDTlbuBTEIa
+39YxHGrY2THKtZXXttO0F580Dz5Rxq1UtUrDZtyC516GoGDm6c7RDqNgMF4wHQYD
+VR0OBBYEFOz3mQRKxTf/EnZ0a0Wuv1rAgzn9MB8GA1UdIwQYMBaAFOz3mQRKxTf/
+EnZ0a0Wuv1rAgzn9MA8GA1UdEwEB/wQFMAMBAf8wCwYDVR0PBAQDAgIEMAoGCCqG
+SM49BAMCA0gAMEUCIQDBrQFYZkuX0Hrl5tJR9APyzGBH57nxImWpjAYnyTcfLAIg
+ZfCpKJg/i/exbGsssYq0ywQoH/2+KKVA0Q+Dku9mxAQ=
+-----END CERTIFICATE-----\n`;
+
 
 export const trustStoreParams = z
   .object({
@@ -43,6 +60,7 @@ export interface TrustStoreFacts {
 
 export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts> & {
   report(params: TrustStoreParams, facts: TrustStoreFacts): string[];
+  predict(params: TrustStoreParams, facts: TrustStoreFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null;
 } = {
   name: 'trust_store',
   params: trustStoreParams,
@@ -133,6 +151,12 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
         undo: restore,
       },
     ];
+  },
+
+  /** The per-host CA does not exist yet when an earlier task of the run generates it: plan as if it did. */
+  predict(params: TrustStoreParams, facts: TrustStoreFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null {
+    if (params.state !== 'present' || facts.desiredPem !== null || !earlier.has('ca')) return null;
+    return trustStoreModule.plan(params, { ...facts, desiredPem: predictedCaPem, bundleTrustsDesired: false });
   },
 
   /** One line per host for the run output: which CA the host trusts, by fingerprint. */

@@ -129,7 +129,9 @@ async function driftOf(host: HostContext, moduleName: string, raw: Record<string
   return changes.map((c) => c.summary);
 }
 
-export const verifyModule: ProvisionModule<VerifyParams, VerifyFacts> = {
+export const verifyModule: ProvisionModule<VerifyParams, VerifyFacts> & {
+  predict(params: VerifyParams, facts: VerifyFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null;
+} = {
   name: 'verify',
   params: verifyParams,
   async gather(host, params) {
@@ -144,4 +146,6 @@ export const verifyModule: ProvisionModule<VerifyParams, VerifyFacts> = {
     if (failures.length > 0) throw new VerifyFailedError(failures);
     return [];
   },
+  /** --check after earlier changes: what is verified is the state they create, so there is nothing to probe yet. */
+  predict: () => [],
 };

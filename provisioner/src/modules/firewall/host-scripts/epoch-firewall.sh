@@ -291,7 +291,26 @@ managed_files() {
   echo "$CONF"; echo "$CONF_DIR/rules.nft"; echo "$CONF_DIR/rules.v4"; echo "$CONF_DIR/rules.v6"
   echo "$CONF_DIR/parked.nft"; echo "$CONF_DIR/parked.v4"; echo "$CONF_DIR/parked.v6"
   echo "$CONF_DIR/pristine-no-nat-ip"; echo "$CONF_DIR/pristine-no-nat-ip6"
+  echo "$CONF_DIR/created-dirs"
   echo "$SCRIPT"; echo "$UNIT_FILE"; echo "$DROPIN"
+}
+
+# The folders our files live in, deepest first. The ones missing before our first install are ours to remove again
+# (only once empty); a folder that existed before is never removed.
+managed_dirs() {
+  echo "$CONF_DIR"; echo "$ROOT/etc/epoch-provision"; echo "$(dirname "$DROPIN")"; echo "$(dirname "$SCRIPT")"
+}
+
+missing_dirs() {
+  managed_dirs | while read -r d; do [ -d "$d" ] || echo "$d"; done
+}
+
+# rmdir each listed folder (from stdin) that exists and is empty.
+remove_empty_dirs() {
+  while read -r d; do
+    [ -n "$d" ] && [ -d "$d" ] && rmdir "$d" 2>/dev/null
+  done
+  return 0
 }
 
 arm() {
@@ -301,6 +320,7 @@ arm() {
   dir=$STATE_DIR/armed-$id
   mkdir -p "$STATE_DIR" && chmod 700 "$STATE_DIR"
   rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/files" || die "cannot create $dir.tmp"
+  missing_dirs > "$dir.tmp/absent-dirs"
   managed_files | while read -r f; do
     if [ -e "$f" ]; then mkdir -p "$dir.tmp/files$(dirname "$f")" && cp -p "$f" "$dir.tmp/files$f"; else echo "$f" >> "$dir.tmp/absent"; fi
   done
@@ -333,7 +353,10 @@ arm() {
 # Remember which nat tables did not exist before our first install (see ipt_nft_drop_pristine_nat).
 record_pristine() {
   [ -e "$CONF" ] && return 0
+  missing=$(missing_dirs)
   mkdir -p "$CONF_DIR"
+  # For purge (uninstall without the journal): the folders our first install creates.
+  [ -e "$CONF_DIR/created-dirs" ] || printf '%s\n' "$missing" | sed '/^$/d' > "$CONF_DIR/created-dirs"
   if have nft; then
     nft list table ip nat >/dev/null 2>&1 || : > "$CONF_DIR/pristine-no-nat-ip"
     nft list table ip6 nat >/dev/null 2>&1 || : > "$CONF_DIR/pristine-no-nat-ip6"
@@ -384,6 +407,9 @@ restore_snapshot() {
     if has_systemd; then systemctl stop "$UNIT" >/dev/null 2>&1; systemctl daemon-reload; else stop_watchdog; fi
     remove_all
   fi
+  # The folders that did not exist when the snapshot was taken go again (older snapshots have no list).
+  [ -r "$dir/absent-dirs" ] && remove_empty_dirs < "$dir/absent-dirs"
+  return 0
 }
 
 revert() {
@@ -411,8 +437,11 @@ undo() {
 
 purge() {
   deactivate
+  created=$(cat "$CONF_DIR/created-dirs" 2>/dev/null)
+  managed_files | while read -r f; do rm -f "$f"; done
   rm -rf "$CONF_DIR"
-  rmdir /etc/epoch-provision 2>/dev/null
+  # /etc/epoch-provision is ours by name; the other folders only when our first install created them.
+  { echo "$ROOT/etc/epoch-provision"; printf '%s\n' "$created"; } | remove_empty_dirs
   return 0
 }
 
