@@ -15,6 +15,12 @@ export interface TrustLayout {
   removeRefreshArgv: string[];
   /** The PEM bundle OpenSSL-based clients read after a refresh (the one we checksum and verify against). */
   bundleFile: string;
+  /**
+   * What the refresh regenerates under /etc. Not all of it is a pure function of the anchors (p11-kit stamps the
+   * Java keystore with the time), so install saves it and removal puts it back once the PEM bundles prove the trust
+   * set is the one saved. Empty: the family's refresh output is not saved.
+   */
+  extractedPaths: string[];
 }
 
 export interface OsRelease {
@@ -24,10 +30,10 @@ export interface OsRelease {
 }
 
 const layouts: Record<TrustFamily, Omit<TrustLayout, 'family'>> = {
-  debian: { anchorDir: '/usr/local/share/ca-certificates', fileExt: '.crt', refreshArgv: ['update-ca-certificates'], removeRefreshArgv: ['update-ca-certificates', '--fresh'], bundleFile: '/etc/ssl/certs/ca-certificates.crt' },
-  rhel: { anchorDir: '/etc/pki/ca-trust/source/anchors', fileExt: '.pem', refreshArgv: ['update-ca-trust', 'extract'], removeRefreshArgv: ['update-ca-trust', 'extract'], bundleFile: '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem' },
-  suse: { anchorDir: '/etc/pki/trust/anchors', fileExt: '.pem', refreshArgv: ['update-ca-certificates'], removeRefreshArgv: ['update-ca-certificates'], bundleFile: '/var/lib/ca-certificates/ca-bundle.pem' },
-  arch: { anchorDir: '/etc/ca-certificates/trust-source/anchors', fileExt: '.crt', refreshArgv: ['trust', 'extract-compat'], removeRefreshArgv: ['trust', 'extract-compat'], bundleFile: '/etc/ca-certificates/extracted/tls-ca-bundle.pem' },
+  debian: { anchorDir: '/usr/local/share/ca-certificates', fileExt: '.crt', refreshArgv: ['update-ca-certificates'], removeRefreshArgv: ['update-ca-certificates', '--fresh'], bundleFile: '/etc/ssl/certs/ca-certificates.crt', extractedPaths: ['/etc/ssl/certs'] },
+  rhel: { anchorDir: '/etc/pki/ca-trust/source/anchors', fileExt: '.pem', refreshArgv: ['update-ca-trust', 'extract'], removeRefreshArgv: ['update-ca-trust', 'extract'], bundleFile: '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem', extractedPaths: ['/etc/pki/ca-trust/extracted', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/pki/tls/certs/ca-bundle.trust.crt'] },
+  suse: { anchorDir: '/etc/pki/trust/anchors', fileExt: '.pem', refreshArgv: ['update-ca-certificates'], removeRefreshArgv: ['update-ca-certificates'], bundleFile: '/var/lib/ca-certificates/ca-bundle.pem', extractedPaths: [] },
+  arch: { anchorDir: '/etc/ca-certificates/trust-source/anchors', fileExt: '.crt', refreshArgv: ['trust', 'extract-compat'], removeRefreshArgv: ['trust', 'extract-compat'], bundleFile: '/etc/ca-certificates/extracted/tls-ca-bundle.pem', extractedPaths: [] },
 };
 
 const familyById: Record<string, TrustFamily> = {

@@ -12,6 +12,42 @@ import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
 import { anchorPath, type OsRelease, parseOsRelease, type TrustLayout, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
 
 export const defaultAnchorName = 'epoch-provision-ca';
+/** Root-only, outside /etc: the refresh output saved before our anchor went in, per anchor name. */
+export const savedExtractedDir = (name: string) => `/var/lib/epoch-provision/saved/trust-store/${name}`;
+
+// Saves the paths that exist (tar keeps modes, owners and symlinks) before the anchor goes in.
+const saveExtractedScript = `set -e
+umask 077
+d=$1; shift
+rel=
+for p in "$@"; do if [ -e "$p" ] || [ -L "$p" ]; then rel="$rel \${p#/}"; fi; done
+rm -rf -- "$d"
+mkdir -p -- "$d"
+# shellcheck disable=SC2086 # paths from the module's layout: no spaces
+tar -C / -cpf "$d/tree.tar" $rel`;
+
+// After the anchor is gone and the refresh ran: the PEM bundles (every regular *.pem / *.crt file, both ways) equal
+// the saved ones, so the trust set is back to what it was: put the saved tree back byte for byte (the regenerated
+// Java keystore differs only by its timestamp). Otherwise someone changed the store meanwhile: keep the fresh one.
+const restoreExtractedScript = `d=$1; shift
+[ -f "$d/tree.tar" ] || { echo "no saved extraction in $d: keeping the fresh one"; exit 0; }
+t=$(mktemp -d) || exit 1
+trap 'rm -rf -- "$t"' EXIT
+tar -C "$t" -xpf "$d/tree.tar" || exit 1
+saved=$(cd "$t" && for p in "$@"; do [ -e ".$p" ] && find ".$p" -type f \( -name '*.pem' -o -name '*.crt' \); done | sort)
+fresh=$(cd / && for p in "$@"; do [ -e ".$p" ] && find ".$p" -type f \( -name '*.pem' -o -name '*.crt' \); done | sort)
+same=yes
+[ "$saved" = "$fresh" ] || same=no
+for f in $saved; do cmp -s "$t/$f" "/$f" || same=no; done
+if [ "$same" = yes ]; then
+  tar -C / -xpf "$d/tree.tar" || exit 1
+  echo "trust set back to the saved one: restored the saved extraction"
+else
+  echo "the regenerated PEM bundles differ from the saved ones (the store changed meanwhile): kept the fresh extraction"
+fi
+rm -rf -- "$d"
+rmdir -- "\${d%/*}" 2> /dev/null
+exit 0`;
 /**
  * --check on a fresh host: a stand-in for the certificate the `ca` task generates on the host (its key was thrown
  * away; it is never installed, only planned with, so a prediction has the same shape as the real plan).
@@ -105,7 +141,12 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
     const putAnchor = (content: string): Step => ({ kind: 'put', path, content, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] });
     const remove: Step = { kind: 'run', argv: ['rm', '-f', '--', path] };
     const refreshAfterRemove: Step = { kind: 'run', argv: layout.removeRefreshArgv, timeoutMs: 120_000 };
-    const restore = facts.currentAnchor === null ? [remove, refreshAfterRemove] : [putAnchor(facts.currentAnchor), refresh];
+    const saved = savedExtractedDir(params.name);
+    const extracted = layout.extractedPaths;
+    const saveExtracted: Step[] = extracted.length ? [{ kind: 'run', argv: ['sh', '-c', saveExtractedScript, 'epoch-trust-save', saved, ...extracted], timeoutMs: 60_000 }] : [];
+    const restoreExtracted: Step[] = extracted.length ? [{ kind: 'run', argv: ['sh', '-c', restoreExtractedScript, 'epoch-trust-restore', saved, ...extracted], timeoutMs: 60_000 }] : [];
+    const restoreNote = extracted.length ? `, then put back the ${extracted[0]} saved at install if the regenerated PEM bundles match it (else keep the fresh one)` : '';
+    const restore = facts.currentAnchor === null ? [remove, refreshAfterRemove, ...restoreExtracted] : [putAnchor(facts.currentAnchor), refresh];
     const needsRefreshTool = () => {
       if (!facts.refreshCommandPresent) {
         throw new Error(`${facts.host}: \`${layout.refreshArgv[0]}\` is not installed (${layout.family} family needs it to rebuild ${layout.bundleFile}); install the ca-certificates package`);
@@ -118,9 +159,9 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
       return [
         {
           id: `trust-anchor:${path}`,
-          summary: `remove CA anchor ${path}${describe(facts.currentAnchor)} and run ${layout.removeRefreshArgv.join(' ')}`,
+          summary: `remove CA anchor ${path}${describe(facts.currentAnchor)} and run ${layout.removeRefreshArgv.join(' ')}${restoreNote}`,
           diff: { subject: path, before: facts.currentAnchor, after: '' },
-          steps: [remove, refreshAfterRemove],
+          steps: [remove, refreshAfterRemove, ...restoreExtracted],
           undo: [putAnchor(facts.currentAnchor), refresh],
         },
       ];
@@ -145,9 +186,10 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
     return [
       {
         id: `trust-anchor:${path}`,
-        summary: `${facts.currentAnchor === null ? 'install' : 'replace'} CA anchor ${path}${describe(facts.desiredPem)} and run ${layout.refreshArgv.join(' ')}`,
+        summary: `${facts.currentAnchor === null ? 'install' : 'replace'} CA anchor ${path}${describe(facts.desiredPem)} and run ${layout.refreshArgv.join(' ')}${facts.currentAnchor === null && extracted.length ? ` (${extracted[0]} saved first, for removal)` : ''}`,
         diff: { subject: path, before: facts.currentAnchor ?? '', after: facts.desiredPem },
-        steps: [putAnchor(facts.desiredPem), refresh],
+        // A first install saves what the refresh regenerates, so removal can give it back byte for byte.
+        steps: [...(facts.currentAnchor === null ? saveExtracted : []), putAnchor(facts.desiredPem), refresh],
         undo: restore,
       },
     ];
