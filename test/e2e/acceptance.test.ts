@@ -165,17 +165,6 @@ describe('acceptance: staged install, verify, canary halt, rollback and uninstal
     assert.equal(snapshotDiff(snapshots.get(hosts[0] as string) as Snapshot, again), '');
   });
 
-  // Product defects (see the report of issue 9 item 7); remove each todo once fixed.
-  const todo = {
-    canaryRollback:
-      'product: the canary rollback leaves /etc/passwd- /etc/group- /etc/shadow- /etc/gshadow- changed (useradd/userdel ' +
-      'backups) and the empty directories /etc/epoch-agent and /etc/epoch-agent/ca',
-    uninstall:
-      'product: after rollback + uninstall, /etc/passwd- /etc/group- /etc/shadow- /etc/gshadow- differ, the empty directories ' +
-      '/etc/epoch-agent{,/ca}, /etc/epoch-provision{,/firewall} and /etc/systemd/system/epoch-agent.service.d remain, and on rhel ' +
-      '/etc/pki/ca-trust/extracted/java/cacerts differs (update-ca-trust rewrites the JKS with new timestamps)',
-  };
-
   test('1. --check predicts exactly what apply changes', async (t) => {
     checkRun = cli(lab, ['playbooks/site.yml', '--check', ...intercept]);
     const touchedByCheck = await differencesFromSnapshot(lab, snapshots, hosts);
@@ -240,7 +229,7 @@ describe('acceptance: staged install, verify, canary halt, rollback and uninstal
     assert.deepEqual(Object.fromEntries(hosts.map((h) => [h, again.byHost[h]?.changed])), Object.fromEntries(hosts.map((h) => [h, 0])));
   });
 
-  test('5. a canary whose agent cannot start halts the rollout and is rolled back', { todo: todo.canaryRollback }, async () => {
+  test('5. a canary whose agent cannot start halts the rollout and is rolled back', async () => {
     // A lab of its own, so this step starts from a fresh state whatever steps 1-4 left.
     const small = await startLab({ hosts: 3, flavor: 'mixed' });
     try {
@@ -277,7 +266,7 @@ describe('acceptance: staged install, verify, canary halt, rollback and uninstal
     }
   });
 
-  test('6. rollback, then uninstall, restore the byte-identical state; uninstall is idempotent', { todo: todo.uninstall }, async () => {
+  test('6. rollback, then uninstall, restore the byte-identical state; uninstall is idempotent', async () => {
     const rollback = cli(lab, ['rollback']);
     assert.equal(rollback.status, 0, explain(rollback));
     const uninstall = cli(lab, ['uninstall']);

@@ -1,12 +1,15 @@
 // Pure planning tests: distro → layout, and the trust-store plan per family, each "adds" case with its
 // "already converged" twin.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { normalisePem } from '../ca/params';
 import { anchorPath, parseOsRelease, type TrustFamily, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
-import { type TrustStoreFacts, trustStoreModule, trustStoreParams } from './trust-store';
+import type { Step } from '../../core/change';
+import { savedExtractedDir, type TrustStoreFacts, trustStoreModule, trustStoreParams } from './trust-store';
 
 const caPem = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-ec.crt'), 'utf8'));
 const otherPem = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-next.crt'), 'utf8'));
@@ -71,16 +74,22 @@ for (const family of ['debian', 'rhel', 'suse', 'arch'] as const) {
   const layout = trustLayout(family);
   const path = anchorPath(layout, 'epoch-provision-ca');
 
+  // Families whose refresh output is saved at install and given back at removal (rhel: the time-stamped JKS).
+  const saves = layout.extractedPaths.length > 0;
+  const label = (s: Step) => (s.kind === 'run' ? (s.argv[0] === 'sh' ? s.argv[3] : s.argv.join(' ')) : `put ${s.path}`);
+
   test(`${family}: adds the anchor with a validated put and the family's refresh`, () => {
     const changes = trustStoreModule.plan(params(), facts(family));
     assert.equal(changes.length, 1);
     const [change] = changes;
     assert.match(change?.summary ?? '', new RegExp(`install CA anchor ${path} .*sha256 [0-9A-F:]{95}`));
-    assert.deepEqual(change?.steps, [
+    assert.deepEqual(change?.steps.slice(saves ? 1 : 0), [
       { kind: 'put', path, content: caPem, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] },
       { kind: 'run', argv: layout.refreshArgv, timeoutMs: 120_000 },
     ]);
-    assert.deepEqual(change?.undo, [{ kind: 'run', argv: ['rm', '-f', '--', path] }, { kind: 'run', argv: layout.removeRefreshArgv, timeoutMs: 120_000 }]);
+    assert.deepEqual(change?.steps.map(label).slice(0, 1), saves ? ['epoch-trust-save'] : [`put ${path}`]);
+    assert.deepEqual(change?.undo?.slice(0, 2), [{ kind: 'run', argv: ['rm', '-f', '--', path] }, { kind: 'run', argv: layout.removeRefreshArgv, timeoutMs: 120_000 }]);
+    assert.deepEqual(change?.undo?.slice(2).map(label), saves ? ['epoch-trust-restore'] : []);
   });
 
   test(`${family}: already converged (same anchor, bundle trusts it) → no change`, () => {
@@ -90,7 +99,7 @@ for (const family of ['debian', 'rhel', 'suse', 'arch'] as const) {
   test(`${family}: removes the anchor and refreshes; undo puts it back`, () => {
     const changes = trustStoreModule.plan(params({ state: 'absent' }), facts(family, { currentAnchor: caPem, bundleTrustsDesired: true }));
     assert.equal(changes.length, 1);
-    assert.deepEqual(changes[0]?.steps.map((s) => (s.kind === 'run' ? s.argv.join(' ') : `put ${s.path}`)), [`rm -f -- ${path}`, layout.removeRefreshArgv.join(' ')]);
+    assert.deepEqual(changes[0]?.steps.map(label), [`rm -f -- ${path}`, layout.removeRefreshArgv.join(' '), ...(saves ? ['epoch-trust-restore'] : [])]);
     assert.equal(changes[0]?.undo?.[0]?.kind, 'put');
   });
 
@@ -98,6 +107,72 @@ for (const family of ['debian', 'rhel', 'suse', 'arch'] as const) {
     assert.deepEqual(trustStoreModule.plan(params({ state: 'absent' }), facts(family)), []);
   });
 }
+
+test('rhel saves the whole extracted tree and the ca-bundle.crt links; debian saves /etc/ssl/certs', () => {
+  assert.deepEqual(trustLayout('rhel').extractedPaths, ['/etc/pki/ca-trust/extracted', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/pki/tls/certs/ca-bundle.trust.crt']);
+  assert.deepEqual(trustLayout('debian').extractedPaths, ['/etc/ssl/certs']);
+  const [change] = trustStoreModule.plan(params(), facts('rhel'));
+  const save = change?.steps[0];
+  assert.ok(save?.kind === 'run');
+  assert.deepEqual(save.argv.slice(3), ['epoch-trust-save', savedExtractedDir('epoch-provision-ca'), ...trustLayout('rhel').extractedPaths]);
+  assert.ok(!savedExtractedDir('x').startsWith('/etc/'));
+});
+
+/** The save and restore scripts of a rhel plan, run on a scratch tree (their paths are arguments, so never /etc). */
+function extractedScripts(): { save: string; restore: string } {
+  const [install] = trustStoreModule.plan(params(), facts('rhel'));
+  const save = install?.steps[0];
+  const restore = install?.undo?.[2];
+  assert.ok(save?.kind === 'run' && restore?.kind === 'run');
+  return { save: save.argv[2] as string, restore: restore.argv[2] as string };
+}
+
+function scratchStore(): { root: string; saved: string; paths: string[]; run: (script: string) => string } {
+  const root = mkdtempSync(join(tmpdir(), 'epoch-trust-'));
+  mkdirSync(join(root, 'extracted/pem'), { recursive: true });
+  mkdirSync(join(root, 'extracted/java'), { recursive: true });
+  writeFileSync(join(root, 'extracted/pem/tls-ca-bundle.pem'), 'bundle v1\n');
+  writeFileSync(join(root, 'extracted/java/cacerts'), 'jks stamped t1\n');
+  symlinkSync('extracted/pem/tls-ca-bundle.pem', join(root, 'ca-bundle.crt'));
+  const saved = join(root, 'saved/trust-store/x');
+  const paths = [join(root, 'extracted'), join(root, 'ca-bundle.crt'), join(root, 'missing.crt')];
+  const run = (script: string) => execFileSync('sh', ['-c', script, 'test', saved, ...paths], { encoding: 'utf8' });
+  return { root, saved, paths, run };
+}
+
+test('removal after an unchanged trust set: the saved extraction comes back byte for byte (the JKS too)', () => {
+  const { save, restore } = extractedScripts();
+  const s = scratchStore();
+  try {
+    s.run(save);
+    assert.ok(existsSync(join(s.saved, 'tree.tar')));
+    // Install + removal regenerate: the PEM bundle is the same again, the keystore carries a new time stamp.
+    writeFileSync(join(s.root, 'extracted/java/cacerts'), 'jks stamped t2\n');
+    assert.match(s.run(restore), /restored the saved extraction/);
+    assert.equal(readFileSync(join(s.root, 'extracted/java/cacerts'), 'utf8'), 'jks stamped t1\n');
+    assert.equal(readlinkSync(join(s.root, 'ca-bundle.crt')), 'extracted/pem/tls-ca-bundle.pem');
+    assert.equal(existsSync(s.saved), false, 'the saved copy is dropped');
+  } finally {
+    rmSync(s.root, { recursive: true, force: true });
+  }
+});
+
+test('removal after someone changed the store meanwhile: the fresh extraction stays, and the output says so', () => {
+  const { save, restore } = extractedScripts();
+  const s = scratchStore();
+  try {
+    s.run(save);
+    writeFileSync(join(s.root, 'extracted/pem/tls-ca-bundle.pem'), 'bundle v2 (another CA added)\n');
+    writeFileSync(join(s.root, 'extracted/java/cacerts'), 'jks stamped t2\n');
+    assert.match(s.run(restore), /differ from the saved ones .*kept the fresh extraction/);
+    assert.equal(readFileSync(join(s.root, 'extracted/java/cacerts'), 'utf8'), 'jks stamped t2\n');
+    assert.equal(readFileSync(join(s.root, 'extracted/pem/tls-ca-bundle.pem'), 'utf8'), 'bundle v2 (another CA added)\n');
+    // Nothing saved (a host installed by an older version): nothing to restore, and no error.
+    assert.match(s.run(restore), /no saved extraction/);
+  } finally {
+    rmSync(s.root, { recursive: true, force: true });
+  }
+});
 
 test('a different CA under the same name is replaced, undo restores the previous anchor', () => {
   const [change] = trustStoreModule.plan(params(), facts('debian', { currentAnchor: otherPem }));

@@ -34,8 +34,8 @@ const restoreExtractedScript = `d=$1; shift
 t=$(mktemp -d) || exit 1
 trap 'rm -rf -- "$t"' EXIT
 tar -C "$t" -xpf "$d/tree.tar" || exit 1
-saved=$(cd "$t" && for p in "$@"; do [ -e ".$p" ] && find ".$p" -type f \( -name '*.pem' -o -name '*.crt' \); done | sort)
-fresh=$(cd / && for p in "$@"; do [ -e ".$p" ] && find ".$p" -type f \( -name '*.pem' -o -name '*.crt' \); done | sort)
+saved=$(cd "$t" && for p in "$@"; do [ -e ".$p" ] && find ".$p" -type f \\( -name '*.pem' -o -name '*.crt' \\); done | sort)
+fresh=$(cd / && for p in "$@"; do [ -e ".$p" ] && find ".$p" -type f \\( -name '*.pem' -o -name '*.crt' \\); done | sort)
 same=yes
 [ "$saved" = "$fresh" ] || same=no
 for f in $saved; do cmp -s "$t/$f" "/$f" || same=no; done
