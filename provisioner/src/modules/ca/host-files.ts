@@ -5,8 +5,8 @@ import type { ExecResult, Transport } from '../../transport/transport';
 
 const probeTimeoutMs = 20_000;
 
-export async function probe(transport: Transport, argv: Argv, stdin?: string): Promise<ExecResult> {
-  return transport.exec(argv, { timeoutMs: probeTimeoutMs, ...(stdin !== undefined && { stdin }) });
+export async function probe(transport: Transport, argv: Argv, stdin?: string, timeoutMs = probeTimeoutMs): Promise<ExecResult> {
+  return transport.exec(argv, { timeoutMs, ...(stdin !== undefined && { stdin }) });
 }
 
 function failed(r: ExecResult, what: string): RemoteCommandError {

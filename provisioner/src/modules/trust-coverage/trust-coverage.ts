@@ -22,6 +22,8 @@ import { parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distr
 
 export const envDropInPath = '/etc/systemd/system.conf.d/epoch-provision-ca.conf';
 
+const keytoolTimeoutMs = 180_000;
+
 export const trustCoverageParams = z
   .object({
     ...certPemSource,
@@ -166,7 +168,9 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
       const debianHook = (await probe(t, ['test', '-x', '/etc/ca-certificates/update.d/jks-keystore'])).exitCode === 0;
       const keystores: JavaKeystore[] = [];
       for (const path of [cacerts, ...params.java_keystores]) {
-        const r = await probe(t, [keytool, '-list', '-v', '-keystore', path, '-storepass', params.java_storepass]);
+        // keytool starts a JVM: seconds each, and far more with a whole batch of hosts doing it on shared cores.
+        const r = await probe(t, [keytool, '-list', '-v', '-keystore', path, '-storepass', params.java_storepass], undefined, keytoolTimeoutMs);
+        if (r.timedOut) throw new Error(`${host.name}: keytool -list ${path} timed out after ${keytoolTimeoutMs / 1000} s`);
         if (r.exitCode !== 0) throw new Error(`${host.name}: keytool -list ${path} failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim().split('\n').pop()}`);
         const realPath = (await probe(t, ['readlink', '-f', path])).stdout.trim();
         const managedBy: KeystoreManager =
