@@ -183,7 +183,7 @@ describe('trust coverage for python certifi and java cacerts on a debian host', 
       assert.match((await python(lab, host, true)).stdout, /error SSLError/, 'pip certifi rejects after state: absent');
       assert.match((await java(lab, host, appKeystore)).stdout, /untrusted/, 'the application keystore rejects after state: absent');
 
-      // After the CA left the system store, the report still matches what Java does (see the todo test below).
+      // After the CA left the system store, the report still matches what Java does (see the removal test below).
       await executeSteps(t, [...trustUndo]);
       trustUndo = [];
       const removedReport = await reportFor(t, host, params);
@@ -200,7 +200,7 @@ describe('trust coverage for python certifi and java cacerts on a debian host', 
   // Known defect (trust-store module, Debian): update-ca-certificates reports removals to its hooks only for certs
   // listed in ca-certificates.conf, never for /usr/local/share/ca-certificates ones (with or without --fresh), so
   // ca-certificates-java keeps alias debian:<anchor>.pem in Java's cacerts after the CA was removed.
-  test('trust-store removal also takes the CA out of Debian\'s Java cacerts', { todo: 'trust-store removal must delete the debian:<anchor>.pem alias (ca-certificates-java is not told)' }, () => {
+  test('trust-store removal also takes the CA out of Debian\'s Java cacerts', () => {
     assert.equal(jdkTrustsAfterRemoval, false);
   });
 });

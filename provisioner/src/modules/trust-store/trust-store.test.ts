@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { normalisePem } from '../ca/params';
 import { anchorPath, parseOsRelease, type TrustFamily, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
 import type { Step } from '../../core/change';
-import { savedExtractedDir, type TrustStoreFacts, trustStoreModule, trustStoreParams } from './trust-store';
+import { defaultAnchorName, removeRefreshStep, savedExtractedDir, type TrustStoreFacts, trustStoreModule, trustStoreParams } from './trust-store';
 
 const caPem = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-ec.crt'), 'utf8'));
 const otherPem = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-next.crt'), 'utf8'));
@@ -88,7 +88,7 @@ for (const family of ['debian', 'rhel', 'suse', 'arch'] as const) {
       { kind: 'run', argv: layout.refreshArgv, timeoutMs: 120_000 },
     ]);
     assert.deepEqual(change?.steps.map(label).slice(0, 1), saves ? ['epoch-trust-save'] : [`put ${path}`]);
-    assert.deepEqual(change?.undo?.slice(0, 2), [{ kind: 'run', argv: ['rm', '-f', '--', path] }, { kind: 'run', argv: layout.removeRefreshArgv, timeoutMs: 120_000 }]);
+    assert.deepEqual(change?.undo?.slice(0, 2), [{ kind: 'run', argv: ['rm', '-f', '--', path] }, removeRefreshStep(layout, defaultAnchorName)]);
     assert.deepEqual(change?.undo?.slice(2).map(label), saves ? ['epoch-trust-restore'] : []);
   });
 
@@ -99,7 +99,8 @@ for (const family of ['debian', 'rhel', 'suse', 'arch'] as const) {
   test(`${family}: removes the anchor and refreshes; undo puts it back`, () => {
     const changes = trustStoreModule.plan(params({ state: 'absent' }), facts(family, { currentAnchor: caPem, bundleTrustsDesired: true }));
     assert.equal(changes.length, 1);
-    assert.deepEqual(changes[0]?.steps.map(label), [`rm -f -- ${path}`, layout.removeRefreshArgv.join(' '), ...(saves ? ['epoch-trust-restore'] : [])]);
+    assert.deepEqual(changes[0]?.steps.map(label), [`rm -f -- ${path}`, family === 'debian' ? 'epoch-trust-remove' : layout.removeRefreshArgv.join(' '), ...(saves ? ['epoch-trust-restore'] : [])]);
+    assert.deepEqual(changes[0]?.steps[1], removeRefreshStep(layout, defaultAnchorName));
     assert.equal(changes[0]?.undo?.[0]?.kind, 'put');
   });
 
@@ -214,4 +215,13 @@ test('params: anchor names are restricted to safe file names', () => {
 test('report names the CA fingerprint per host', () => {
   const [line] = trustStoreModule.report(params(), facts('debian', { currentAnchor: caPem, bundleTrustsDesired: true }));
   assert.match(line ?? '', /^h1: CA sha256 ([0-9A-F]{2}:){31}[0-9A-F]{2} trusted by \/etc\/ssl\/certs\/ca-certificates.crt$/);
+});
+
+test('debian removal tells ca-certificates-java, which update-ca-certificates never tells about a local anchor', () => {
+  const step = removeRefreshStep(trustLayout('debian'), 'epoch-provision-ca');
+  assert.equal(step.kind, 'run');
+  const argv = step.kind === 'run' ? step.argv : [];
+  assert.deepEqual(argv.slice(3), ['epoch-trust-remove', 'epoch-provision-ca', 'update-ca-certificates', '--fresh']);
+  assert.match(argv[2] ?? '', /printf '%s\\n' "-\/etc\/ssl\/certs\/\$name\.pem" \| "\$hook"/);
+  assert.deepEqual(removeRefreshStep(trustLayout('rhel'), 'epoch-provision-ca'), { kind: 'run', argv: ['update-ca-trust', 'extract'], timeoutMs: 120_000 });
 });

@@ -12,6 +12,23 @@ import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
 import { anchorPath, type OsRelease, parseOsRelease, type TrustLayout, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
 
 export const defaultAnchorName = 'epoch-provision-ca';
+
+/**
+ * Debian: update-ca-certificates tells its hooks only about removed certificates listed in /etc/ca-certificates.conf,
+ * never about a local anchor, so ca-certificates-java would keep trusting a removed CA. After the refresh, hand the
+ * Java hook the removal line it would have got for a system certificate. Args: anchor name, then the refresh argv.
+ */
+const debianRemoveScript = `name=$1; shift
+"$@" || exit $?
+hook=/etc/ca-certificates/update.d/jks-keystore
+if [ -x "$hook" ] && [ -e /etc/ssl/certs/java/cacerts ]; then printf '%s\\n' "-/etc/ssl/certs/$name.pem" | "$hook"; fi`;
+
+/** The refresh after an anchor is removed (on Debian, with the Java hook told; see debianRemoveScript). */
+export function removeRefreshStep(layout: TrustLayout, name: string): Step {
+  return layout.family === 'debian'
+    ? { kind: 'run', argv: ['sh', '-c', debianRemoveScript, 'epoch-trust-remove', name, ...layout.removeRefreshArgv], timeoutMs: 300_000 }
+    : { kind: 'run', argv: layout.removeRefreshArgv, timeoutMs: 120_000 };
+}
 /** Root-only, outside /etc: the refresh output saved before our anchor went in, per anchor name. */
 export const savedExtractedDir = (name: string) => `/var/lib/epoch-provision/saved/trust-store/${name}`;
 
@@ -140,7 +157,7 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
     const refresh: Step = { kind: 'run', argv: layout.refreshArgv, timeoutMs: 120_000 };
     const putAnchor = (content: string): Step => ({ kind: 'put', path, content, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] });
     const remove: Step = { kind: 'run', argv: ['rm', '-f', '--', path] };
-    const refreshAfterRemove: Step = { kind: 'run', argv: layout.removeRefreshArgv, timeoutMs: 120_000 };
+    const refreshAfterRemove = removeRefreshStep(layout, params.name);
     const saved = savedExtractedDir(params.name);
     const extracted = layout.extractedPaths;
     const saveExtracted: Step[] = extracted.length ? [{ kind: 'run', argv: ['sh', '-c', saveExtractedScript, 'epoch-trust-save', saved, ...extracted], timeoutMs: 60_000 }] : [];
