@@ -115,8 +115,8 @@ test('rhel saves the whole extracted tree and the ca-bundle.crt links; debian sa
   const [change] = trustStoreModule.plan(params(), facts('rhel'));
   const save = change?.steps[0];
   assert.ok(save?.kind === 'run');
-  assert.deepEqual(save.argv.slice(3), ['epoch-trust-save', savedExtractedDir('epoch-provision-ca'), ...trustLayout('rhel').extractedPaths]);
-  assert.ok(!savedExtractedDir('x').startsWith('/etc/'));
+  assert.deepEqual(save.argv.slice(3), ['epoch-trust-save', savedExtractedDir, ...trustLayout('rhel').extractedPaths]);
+  assert.ok(!savedExtractedDir.startsWith('/etc/'));
 });
 
 /** The save and restore scripts of a rhel plan, run on a scratch tree (their paths are arguments, so never /etc). */
@@ -168,7 +168,30 @@ test('removal after someone changed the store meanwhile: the fresh extraction st
     assert.match(s.run(restore), /differ from the saved ones .*kept the fresh extraction/);
     assert.equal(readFileSync(join(s.root, 'extracted/java/cacerts'), 'utf8'), 'jks stamped t2\n');
     assert.equal(readFileSync(join(s.root, 'extracted/pem/tls-ca-bundle.pem'), 'utf8'), 'bundle v2 (another CA added)\n');
-    // Nothing saved (a host installed by an older version): nothing to restore, and no error.
+  } finally {
+    rmSync(s.root, { recursive: true, force: true });
+  }
+});
+
+test('rotation: two anchors of ours; the pristine state saved by the first comes back when the last one goes', () => {
+  const { save, restore } = extractedScripts();
+  const s = scratchStore();
+  const bundle = join(s.root, 'extracted/pem/tls-ca-bundle.pem');
+  const jks = join(s.root, 'extracted/java/cacerts');
+  try {
+    const pristine = { bundle: readFileSync(bundle, 'utf8'), jks: readFileSync(jks, 'utf8') };
+    s.run(save); // the old CA's install saves the pristine state
+    writeFileSync(bundle, `${pristine.bundle}old CA\n`);
+    s.run(save); // the new CA's install keeps that snapshot
+    writeFileSync(bundle, `${pristine.bundle}old CA\nnew CA\n`);
+    writeFileSync(bundle, `${pristine.bundle}new CA\n`); // the old CA is removed: the new one is still there
+    writeFileSync(jks, 'jks stamped t3\n');
+    assert.match(s.run(restore), /kept the fresh extraction/);
+    writeFileSync(bundle, pristine.bundle); // the new CA is removed: the trust set is pristine again
+    writeFileSync(jks, 'jks stamped t4\n');
+    assert.match(s.run(restore), /restored the saved extraction/);
+    assert.equal(readFileSync(jks, 'utf8'), pristine.jks);
+    // The snapshot is gone with it: nothing to restore, and no error.
     assert.match(s.run(restore), /no saved extraction/);
   } finally {
     rmSync(s.root, { recursive: true, force: true });

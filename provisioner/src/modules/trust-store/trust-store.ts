@@ -30,12 +30,19 @@ export function removeRefreshStep(layout: TrustLayout, name: string): Step {
     : { kind: 'run', argv: layout.removeRefreshArgv, timeoutMs: 120_000 };
 }
 /** Root-only, outside /etc: the refresh output saved before our anchor went in, per anchor name. */
-export const savedExtractedDir = (name: string) => `/var/lib/epoch-provision/saved/trust-store/${name}`;
+/**
+ * One snapshot per host of what the refresh regenerates, taken by the first of our anchors to be installed and never
+ * overwritten by a later one (a rotation installs a second CA beside the first): removal restores it when the trust
+ * set is back to it, whichever of our anchors goes last.
+ */
+export const savedExtractedDir = '/var/lib/epoch-provision/saved/trust-store/pristine';
 
 // Saves the paths that exist (tar keeps modes, owners and symlinks) before the anchor goes in.
 const saveExtractedScript = `set -e
 umask 077
 d=$1; shift
+# Another anchor of ours saved the pristine state already: keep that one.
+[ -f "$d/tree.tar" ] && exit 0
 rel=
 for p in "$@"; do if [ -e "$p" ] || [ -L "$p" ]; then rel="$rel \${p#/}"; fi; done
 rm -rf -- "$d"
@@ -59,11 +66,13 @@ for f in $saved; do cmp -s "$t/$f" "/$f" || same=no; done
 if [ "$same" = yes ]; then
   tar -C / -xpf "$d/tree.tar" || exit 1
   echo "trust set back to the saved one: restored the saved extraction"
+  rm -rf -- "$d"
+  rmdir -- "\${d%/*}" 2> /dev/null
 else
-  echo "the regenerated PEM bundles differ from the saved ones (the store changed meanwhile): kept the fresh extraction"
+  # Another of our anchors may still be installed (a rotation), or the store changed meanwhile: keep the snapshot
+  # for the removal that brings the trust set back to it.
+  echo "the regenerated PEM bundles differ from the saved ones (another of our anchors is still installed, or the store changed meanwhile): kept the fresh extraction"
 fi
-rm -rf -- "$d"
-rmdir -- "\${d%/*}" 2> /dev/null
 exit 0`;
 /**
  * --check on a fresh host: a stand-in for the certificate the `ca` task generates on the host (its key was thrown
@@ -158,7 +167,7 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
     const putAnchor = (content: string): Step => ({ kind: 'put', path, content, mode: 0o644, owner: 'root:root', validate: ['openssl', 'x509', '-noout', '-in', '{}'] });
     const remove: Step = { kind: 'run', argv: ['rm', '-f', '--', path] };
     const refreshAfterRemove = removeRefreshStep(layout, params.name);
-    const saved = savedExtractedDir(params.name);
+    const saved = savedExtractedDir;
     const extracted = layout.extractedPaths;
     const saveExtracted: Step[] = extracted.length ? [{ kind: 'run', argv: ['sh', '-c', saveExtractedScript, 'epoch-trust-save', saved, ...extracted], timeoutMs: 60_000 }] : [];
     const restoreExtracted: Step[] = extracted.length ? [{ kind: 'run', argv: ['sh', '-c', restoreExtractedScript, 'epoch-trust-restore', saved, ...extracted], timeoutMs: 60_000 }] : [];
