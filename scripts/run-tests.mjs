@@ -3,7 +3,7 @@
 // (test/**/*.test.ts, real hosts) one file at a time because they share this machine's 2 cores.
 // Usage: node scripts/run-tests.mjs [--unit | --lab] [path-substring ...]
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 
@@ -27,16 +27,18 @@ const unit = pick([...walk(join(root, 'agent/src')), ...walk(join(root, 'provisi
 const lab = pick([...walk(join(root, 'test'))]);
 
 const totals = { pass: 0, fail: 0, skipped: 0 };
+// Controller-side caches (XDG_CACHE_HOME) go to this run's own folder, removed at the end, not to the user's home.
+const runDir = mkdtempSync(join(tmpdir(), 'epoch-tests-'));
 function run(label, files, concurrency) {
   if (files.length === 0) return;
   console.log(`\n== ${label}: ${files.length} file(s)`);
-  const tap = join(mkdtempSync(join(tmpdir(), 'epoch-tests-')), 'results.tap');
+  const tap = join(runDir, `${label.replace(/\W+/g, '-')}.tap`);
   const r = spawnSync(process.execPath, [
     '--import', 'tsx', '--test', `--test-concurrency=${concurrency}`,
     '--test-reporter=spec', '--test-reporter-destination=stdout',
     '--test-reporter=tap', `--test-reporter-destination=${tap}`,
     ...files,
-  ], { cwd: root, stdio: 'inherit', env: { ...process.env, EPOCH_REPO: root } });
+  ], { cwd: root, stdio: 'inherit', env: { ...process.env, EPOCH_REPO: root, XDG_CACHE_HOME: join(runDir, 'cache') } });
   let text = '';
   try { text = readFileSync(tap, 'utf8'); } catch {}
   const count = (k) => Number(text.match(new RegExp(`^# ${k} (\\d+)$`, 'm'))?.[1] ?? 0);
@@ -47,5 +49,6 @@ function run(label, files, concurrency) {
 }
 if (only !== 'lab') run('unit tests', unit, 2);
 if (only !== 'unit') run('lab tests', lab, 1);
+rmSync(runDir, { recursive: true, force: true });
 console.log(`\n${totals.pass} passed, ${totals.fail} failed, ${totals.skipped} skipped`);
 process.exit(totals.fail > 0 || totals.pass === 0 ? 1 : 0);

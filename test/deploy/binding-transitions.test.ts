@@ -45,12 +45,12 @@ describe('redirect rule transitions while the agent runs', { skip, timeout: 10 *
   });
 
   // 8 clients x 6 sequential new connections; one rule transition lands in the middle of each burst.
-  const burst = `for c in 1 2 3 4 5 6 7 8; do ( for i in 1 2 3 4 5 6; do if curl -sS -o /dev/null --max-time 5 --cacert /root/clients-ca.pem https://upstream.lab.test/ 2>/dev/null; then echo ok; else echo FAIL; fi; done ) & done; wait`;
+  const burst = `for c in 1 2 3 4 5 6 7 8; do ( for i in 1 2 3 4 5 6; do if e=$(curl -sS -o /dev/null --max-time 5 --cacert /root/clients-ca.pem https://upstream.lab.test/ 2>&1); then echo ok; else echo "FAIL curl-exit-$? at $(date +%T.%N): $e"; fi; done ) & done; wait`;
   const exclusions = () => `meta skuid ${uid} return\n oifname "lo" return\n ip daddr { 127.0.0.0/8, ${lab.controllerAddress} } return\n tcp dport 22 return\n`;
 
   /** `on`/`off` move the rules to the redirecting / direct state; a transition lands in the middle of each burst. */
   async function transitions(on: () => Promise<unknown>, off: () => Promise<unknown>, rounds: number) {
-    const tally = { unload: { ok: 0, fail: 0 }, load: { ok: 0, fail: 0 } };
+    const tally = { unload: { ok: 0, fail: 0 }, load: { ok: 0, fail: 0 }, failures: [] as string[] };
     for (let round = 0; round < rounds; round++) {
       for (const which of ['unload', 'load'] as const) {
         await (which === 'unload' ? on() : off());
@@ -60,7 +60,9 @@ describe('redirect rule transitions while the agent runs', { skip, timeout: 10 *
         await (which === 'unload' ? off() : on());
         const out = (await run).stdout.trim().split('\n');
         tally[which].ok += out.filter((l) => l === 'ok').length;
-        tally[which].fail += out.filter((l) => l === 'FAIL').length;
+        const failed = out.filter((l) => l.startsWith('FAIL'));
+        tally[which].fail += failed.length;
+        tally.failures.push(...failed.map((l) => `round ${round} ${which}: ${l}`));
       }
     }
     return tally;
@@ -89,7 +91,12 @@ describe('redirect rule transitions while the agent runs', { skip, timeout: 10 *
           8,
         );
         t.diagnostic(`${backend} module rules: ${JSON.stringify(tally)}`);
-        assert.deepEqual([tally.unload.fail, tally.load.fail], [0, 0]);
+        if (tally.failures.length > 0) {
+          // What the agent and the binding said meanwhile, to tell a rule transition from an agent-side failure.
+          const journal = await lab.exec('deb1', ['journalctl', '-u', 'epoch-agent', '-u', 'epoch-firewall', '--since', '-5min', '--no-pager', '-o', 'short-precise']);
+          t.diagnostic(journal.stdout.split('\n').filter((l) => !/"level":"debug"/.test(l)).slice(-60).join('\n'));
+        }
+        assert.deepEqual([tally.unload.fail, tally.load.fail], [0, 0], tally.failures.join('; '));
         assert.equal(tally.unload.ok + tally.load.ok, 2 * 8 * 48);
       } finally {
         await lab.execOk('deb1', ['systemctl', 'start', 'epoch-firewall.service']);

@@ -4,9 +4,7 @@
 // redirected, conntrack kept); its restart redirects again;
 // dropping the controller's connection without confirming reverts within the window; uninstall leaves the ruleset
 // identical; SSH keeps working throughout.
-// The agent is a STAND-IN: a small node TCP listener (test/firewall/tcp-tools.mjs) run as user epoch-agent under a
-// unit named epoch-agent.service (Restart=on-failure, like the real unit), answering "agent" on 8443 and
-// {"ready":true} on 127.0.0.1:9443/healthz. The "internet" target is a second lab host answering "target" on 443.
+// The agent is a STAND-IN (test/firewall/stand-in.ts); the "internet" target is a second lab host.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { firewallConfirmModule, firewallModule } from '../../provisioner/src/modules/firewall/firewall-module';
@@ -14,102 +12,30 @@ import { executeSteps } from '../../provisioner/src/runner/apply-steps';
 import type { SshTransport } from '../../provisioner/src/transport/ssh-transport';
 import { connectLabHost, converge, planOn } from '../deploy/support/converge';
 import { type Lab, type LabHost, labSkipReason, startLab } from '../support/lab';
+import { StandIn, waitFor } from './stand-in';
 
 const skip = labSkipReason();
-const tools = new URL('./tcp-tools.mjs', import.meta.url).pathname;
 let lab: Lab;
 let host: LabHost;
-let target: LabHost;
-
-const agentUnit = `[Unit]
-Description=epoch-agent STAND-IN for the firewall lab tests
-[Service]
-User=epoch-agent
-Group=epoch-agent
-ExecStart=/usr/bin/node /opt/epfw/tcp-tools.mjs serve agent 8443 9443
-Restart=on-failure
-RestartSec=3
-[Install]
-WantedBy=multi-user.target
-`;
+let standIn: StandIn;
 
 before(async () => {
   if (skip) return;
   lab = await startLab({ hosts: 2 });
-  [host, target] = [lab.hosts[0]!, lab.hosts[1]!];
-  for (const h of [host, target]) {
-    await lab.execOk(h, ['mkdir', '-p', '/opt/epfw']);
-    await lab.copyTo(h, tools, '/opt/epfw/tcp-tools.mjs', 0o755);
-  }
-  await lab.execOk(target, ['systemd-run', '--unit=epfw-target', '/usr/bin/node', '/opt/epfw/tcp-tools.mjs', 'serve', 'target', '443']);
-  await lab.execOk(host, ['sh', '-c', 'getent passwd epoch-agent >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin epoch-agent']);
-  await lab.execOk(host, ['sh', '-c', 'cat > /etc/systemd/system/epoch-agent.service && systemctl daemon-reload && systemctl start epoch-agent.service'], { stdin: agentUnit });
-  await waitFor('stand-in agent healthy', 10_000, async () => (await lab.exec(host, ['curl', '-fsS', 'http://127.0.0.1:9443/healthz'])).stdout.includes('"ready":true'));
-  await waitFor('target listening', 10_000, async () => (await probe('root')) === 'target');
+  host = lab.hosts[0]!;
+  standIn = new StandIn(lab, host, lab.hosts[1]!);
+  await standIn.setUp();
 }, { timeout: 600_000 });
 
 after(async () => {
   if (lab) await lab.down();
 });
 
-async function waitFor(what: string, limitMs: number, check: () => Promise<boolean>): Promise<number> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return Date.now() - start;
-}
-
-/** Where a connection to the target's 443 lands: "agent" (redirected), "target" (direct) or "error ...". */
-async function probe(user: string): Promise<string> {
-  const r = await lab.exec(host, ['/usr/bin/node', '/opt/epfw/tcp-tools.mjs', 'connect', target.address, '443'], { user, timeoutMs: 10_000 });
-  return r.stdout.trim();
-}
-
-const norm = (s: string) =>
-  s.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/^(:\S+ \S+) \[\d+:\d+\]$/, '$1 [0:0]').replace(/counter packets \d+ bytes \d+/g, 'counter')).join('\n');
-
-/** Every view of the host's ruleset: nft, both iptables variants, both families. */
-async function ruleset(): Promise<string> {
-  const parts: string[] = [];
-  for (const argv of [['nft', 'list', 'ruleset'], ['iptables-nft-save'], ['ip6tables-nft-save'], ['iptables-legacy-save'], ['ip6tables-legacy-save']]) {
-    parts.push(`== ${argv[0]}\n${norm(await lab.execOk(host, argv))}`);
-  }
-  return parts.join('\n');
-}
-
-/** A NEW SSH connection that runs a command: the controller can still reach the host. */
-async function sshStillWorks(): Promise<void> {
-  const t = await connectLabHost(lab, host);
-  try {
-    const r = await t.exec(['true']);
-    assert.equal(r.exitCode, 0);
-  } finally {
-    await t.close();
-  }
-}
-
-async function confirmOverNewConnection(): Promise<void> {
-  const t = await connectLabHost(lab, host);
-  try {
-    const changes = await converge(t, firewallConfirmModule, {});
-    assert.equal(changes.length, 1, 'one armed revert to confirm');
-  } finally {
-    await t.close();
-  }
-}
-
-/** Whatever an earlier (failed) test left: our unit, timers, rules and files; the stand-in agent running again. */
-async function resetHost(): Promise<void> {
-  await lab.execOk(host, ['sh', '-c', [
-    'systemctl stop "epoch-fw-revert-*" 2>/dev/null',
-    's=/var/lib/epoch-provision/firewall/epoch-firewall.stage; if [ -x "$s" ]; then "$s" purge; fi',
-    'rm -rf /etc/epoch-provision /var/lib/epoch-provision /usr/local/lib/epoch-provision /etc/systemd/system/epoch-firewall.service /etc/systemd/system/epoch-agent.service.d',
-    'systemctl daemon-reload && systemctl reset-failed && systemctl restart epoch-agent.service',
-  ].join('; ')]);
-  await waitFor('stand-in agent healthy', 10_000, async () => (await lab.exec(host, ['curl', '-fsS', 'http://127.0.0.1:9443/healthz'])).stdout.includes('"ready":true'));
-}
+const probe = (user: string) => standIn.probe(user);
+const ruleset = () => standIn.ruleset();
+const sshStillWorks = () => standIn.sshStillWorks();
+const confirmOverNewConnection = () => standIn.confirmOverNewConnection();
+const resetHost = () => standIn.resetHost();
 
 const dockerLegacyUnseed =
   '*nat\n-D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-D OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n-D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n-F DOCKER\n-X DOCKER\nCOMMIT\n';

@@ -189,12 +189,16 @@ test('real Prometheus: scrape and remote-write show exact counts; a killed colle
       assert.deepEqual(sortKeys(got2), sortKeys(expected2), job);
     }
     // None missing: Prometheus holds exactly one sample per batch the pipeline sent, including every spooled one.
+    // Stopped first: the interval timer would otherwise send a batch between reading `sent` and the query.
+    await pipeline.stop();
+    assert.equal(pipeline.spool!.length, 0, 'the last snapshot was flushed on stop');
     const text = pipeline.renderMetrics();
     const sent = Number(/epoch_agent_remote_write_batches_sent_total (\d+)/.exec(text)![1]);
     assert.match(text, /epoch_agent_remote_write_samples_dropped_total 0\n/);
     assert.match(text, /epoch_agent_remote_write_samples_rejected_total 0\n/);
     assert.doesNotMatch(text, /epoch_agent_remote_write_failures_total 0\n/);
-    const stored = await prom.query('count_over_time(epoch_agent_connections_active{job="epoch-rw"}[1h])');
+    const storedCount = () => prom.query('count_over_time(epoch_agent_connections_active{job="epoch-rw"}[1h])');
+    const stored = await until(storedCount, (r) => Number(r[0]?.value[1]) === sent, 10_000);
     assert.equal(Number(stored[0]!.value[1]), sent);
     console.log(`batches sent ${sent}, stored ${stored[0]!.value[1]}`);
   } finally {

@@ -35,14 +35,22 @@ chmod 700 /root/.ssh
 rm -f /var/lib/dbus/machine-id
 ln -s /etc/machine-id /var/lib/dbus/machine-id
 
-# No resolver in the lab: names come from /etc/hosts (written per host).
-: > /etc/resolv.conf
-
 # ca-certificates-java's update-ca-certificates hook runs java (through a dpkg trigger) to sync the JDK's cacerts, and
 # the JVM cannot start without /proc: mounted for this step only, and unmounted however the script ends.
 mount -t proc proc /proc
 trap 'umount /proc' EXIT
 dpkg --configure -a
+
+# Host firewalls for the coexistence tests, installed but not running (a test starts them on its host). Installed with
+# apt-get here, not by debootstrap --include: debootstrap's one-pass configure of its package set fails on polkitd,
+# which firewalld needs. policy-rc.d keeps maintainer scripts from starting anything inside this chroot.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+chmod 755 /usr/sbin/policy-rc.d
+apt-get -q -o Acquire::Retries=3 update > /dev/null
+apt-get -q -y -o Acquire::Retries=3 install --no-install-recommends firewalld ufw > /dev/null
+rm -f /usr/sbin/policy-rc.d
+systemctl disable firewalld.service ufw.service > /dev/null 2>&1
+rm -f /etc/systemd/system/dbus-org.fedoraproject.FirewallD1.service
 
 # The lab "public" CA, trusted the Debian way (the rhel layer re-does this the RHEL way).
 install -m 0644 /epoch-lab-setup/lab-public-ca.crt /usr/local/share/ca-certificates/epoch-lab-public.crt
@@ -50,6 +58,9 @@ update-ca-certificates > /dev/null
 # A failed hook leaves ca-certificates-java half-configured, and then no later update reaches Java: refuse that image.
 if dpkg --audit | grep -q .; then dpkg --audit >&2; exit 1; fi
 keytool -list -cacerts -storepass changeit -alias debian:epoch-lab-public.pem > /dev/null
+
+# No resolver in the lab: names come from /etc/hosts (written per host). Emptied only after apt-get above used it.
+: > /etc/resolv.conf
 
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log /var/log/apt/* /tmp/* /var/tmp/*

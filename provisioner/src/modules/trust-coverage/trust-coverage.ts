@@ -19,6 +19,7 @@ import { bundleTrusts, hostCommandPath, probe, readHostFile } from '../ca/host-f
 import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
 import type { HostContext, ProvisionModule } from '../module';
 import { parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
+import { keystoreListings, parseKeytoolList } from './keystore-listing';
 
 export const envDropInPath = '/etc/systemd/system.conf.d/epoch-provision-ca.conf';
 
@@ -169,9 +170,16 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
       const keystores: JavaKeystore[] = [];
       for (const path of [cacerts, ...params.java_keystores]) {
         // keytool starts a JVM: seconds each, and far more with a whole batch of hosts doing it on shared cores.
-        const r = await probe(t, [keytool, '-list', '-v', '-keystore', path, '-storepass', params.java_storepass], undefined, keytoolTimeoutMs);
-        if (r.timedOut) throw new Error(`${host.name}: keytool -list ${path} timed out after ${keytoolTimeoutMs / 1000} s`);
-        if (r.exitCode !== 0) throw new Error(`${host.name}: keytool -list ${path} failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim().split('\n').pop()}`);
+        const keytoolList = async () => {
+          const r = await probe(t, [keytool, '-list', '-v', '-keystore', path, '-storepass', params.java_storepass], undefined, keytoolTimeoutMs);
+          if (r.timedOut) throw new Error(`${host.name}: keytool -list ${path} timed out after ${keytoolTimeoutMs / 1000} s`);
+          if (r.exitCode !== 0) throw new Error(`${host.name}: keytool -list ${path} failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim().split('\n').pop()}`);
+          return parseKeytoolList(r.stdout);
+        };
+        // So the JVM runs once per distinct keystore content, not once per host and run (keystore-listing.ts).
+        const sum = await probe(t, ['sha256sum', '--', path]);
+        const contentSha256 = sum.exitCode === 0 ? /^([0-9a-f]{64})\s/.exec(sum.stdout)?.[1] : undefined;
+        const listing = contentSha256 ? await keystoreListings.get(contentSha256, params.java_storepass, keytoolList) : await keytoolList();
         const realPath = (await probe(t, ['readlink', '-f', path])).stdout.trim();
         const managedBy: KeystoreManager =
           realPath === '/etc/ssl/certs/java/cacerts' && debianHook ? 'ca-certificates-java' : realPath === '/etc/pki/ca-trust/extracted/java/cacerts' ? 'update-ca-trust' : null;
@@ -179,8 +187,8 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
           path,
           realPath,
           managedBy,
-          trusts: fp !== '' && r.stdout.toUpperCase().includes(`SHA256: ${fp}`),
-          aliasPresent: new RegExp(`^Alias name: ${params.java_alias}$`, 'm').test(r.stdout),
+          trusts: fp !== '' && listing.sha256.includes(fp.toUpperCase()),
+          aliasPresent: listing.aliases.includes(params.java_alias),
         });
       }
       facts.java = { keytool, keystores };
