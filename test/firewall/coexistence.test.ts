@@ -4,27 +4,21 @@
 // still plans nothing afterwards; removal restores the whole ruleset, host firewall included, as it was before.
 // The agent is the STAND-IN of test/firewall/stand-in.ts.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { firewallModule } from '../../provisioner/src/modules/firewall/firewall-module';
 import { connectLabHost, converge, planOn } from '../deploy/support/converge';
-import { type Lab, type LabHost, labSkipReason, startLab } from '../support/lab';
-import { StandIn, waitFor } from './stand-in';
+import { type Lab, type LabHost, labSkipReason } from '../support/lab';
+import { type StandIn, useStandInLab, waitFor } from './stand-in';
 
 const skip = labSkipReason();
 
 describe('coexistence with host firewalls', { skip, timeout: 15 * 60_000 }, () => {
+  const fixture = useStandInLab(skip);
   let lab: Lab;
   let host: LabHost;
   let standIn: StandIn;
-
-  before(async () => {
-    lab = await startLab({ hosts: 2 });
-    host = lab.hosts[0]!;
-    standIn = new StandIn(lab, host, lab.hosts[1]!);
-    await standIn.setUp();
-  });
-  after(async () => {
-    if (lab) await lab.down();
+  before(() => {
+    ({ lab, host, standIn } = fixture);
   });
 
   const sh = (script: string) => lab.execOk(host, ['sh', '-c', script], { timeoutMs: 60_000 });

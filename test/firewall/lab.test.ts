@@ -6,29 +6,21 @@
 // identical; SSH keeps working throughout.
 // The agent is a STAND-IN (test/firewall/stand-in.ts); the "internet" target is a second lab host.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import { firewallConfirmModule, firewallModule } from '../../provisioner/src/modules/firewall/firewall-module';
 import { executeSteps } from '../../provisioner/src/runner/apply-steps';
 import type { SshTransport } from '../../provisioner/src/transport/ssh-transport';
 import { connectLabHost, converge, planOn } from '../deploy/support/converge';
-import { type Lab, type LabHost, labSkipReason, startLab } from '../support/lab';
-import { StandIn, waitFor } from './stand-in';
+import { type Lab, type LabHost, labSkipReason } from '../support/lab';
+import { type StandIn, useStandInLab, waitFor } from './stand-in';
 
 const skip = labSkipReason();
+const fixture = useStandInLab(skip);
 let lab: Lab;
 let host: LabHost;
 let standIn: StandIn;
-
-before(async () => {
-  if (skip) return;
-  lab = await startLab({ hosts: 2 });
-  host = lab.hosts[0]!;
-  standIn = new StandIn(lab, host, lab.hosts[1]!);
-  await standIn.setUp();
-}, { timeout: 600_000 });
-
-after(async () => {
-  if (lab) await lab.down();
+before(() => {
+  ({ lab, host, standIn } = fixture);
 });
 
 const probe = (user: string) => standIn.probe(user);

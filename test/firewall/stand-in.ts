@@ -2,9 +2,10 @@
 // unit named epoch-agent.service, Restart=on-failure like the real unit), answering "agent" on 8443 and
 // {"ready":true} on 127.0.0.1:9443/healthz, and an "internet" target: a second lab host answering "target" on 443.
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { firewallConfirmModule } from '../../provisioner/src/modules/firewall/firewall-module';
 import { connectLabHost, converge } from '../deploy/support/converge';
-import type { Lab, LabHost } from '../support/lab';
+import { type Lab, type LabHost, startLab } from '../support/lab';
 
 const tools = new URL('./tcp-tools.mjs', import.meta.url).pathname;
 
@@ -103,4 +104,29 @@ export class StandIn {
     ].join('; ')]);
     await this.waitHealthy();
   }
+}
+
+export interface StandInLab {
+  lab: Lab;
+  host: LabHost;
+  standIn: StandIn;
+}
+
+/**
+ * Registers before/after hooks (in the current suite or file) unless `skip`: a 2-host lab, the stand-in agent on the first host,
+ * the target on the second, torn down afterwards. The returned object is filled in by the before hook.
+ */
+export function useStandInLab(skip: string | undefined): StandInLab {
+  const fixture = {} as StandInLab;
+  if (skip) return fixture;
+  before(async () => {
+    fixture.lab = await startLab({ hosts: 2 });
+    fixture.host = fixture.lab.hosts[0]!;
+    fixture.standIn = new StandIn(fixture.lab, fixture.host, fixture.lab.hosts[1]!);
+    await fixture.standIn.setUp();
+  }, { timeout: 600_000 });
+  after(async () => {
+    if (fixture.lab) await fixture.lab.down();
+  });
+  return fixture;
 }

@@ -36,7 +36,8 @@
 // last resort.
 import { readFileSync } from 'node:fs';
 import {
-  type ExecOptions, type LabFlavor, type LabHostState, type LabState, execInHost, labClean, labDown, labUp, preflight,
+  type ExecOptions, type LabFlavor, type LabHostState, type LabState, execInHost, labClean, labDown, labRebootHost, labUp,
+  preflight,
 } from '../../provisioner/src/lab/lab';
 import { type RunResult, run, runOk, tracked } from '../../provisioner/src/lab/proc';
 
@@ -74,6 +75,8 @@ export interface Lab {
   exec(host: string | LabHost, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult>;
   execOk(host: string | LabHost, argv: readonly string[], opts?: ExecOptions): Promise<string>;
   copyTo(host: string | LabHost, localFile: string, remotePath: string, mode?: number): Promise<void>;
+  /** Power off, a fresh network namespace (no rules, no conntrack), boot the same root again; resolves once running. */
+  reboot(host: string | LabHost): Promise<void>;
   down(): Promise<void>;
 }
 
@@ -174,6 +177,9 @@ export async function startLab(opts: StartLabOptions): Promise<Lab> {
       await lab.execOk(host, ['sh', '-c', 'umask 077 && cat > "$1.tmp" && chmod "$2" "$1.tmp" && mv "$1.tmp" "$1"', 'sh', remotePath, mode.toString(8)], {
         stdin: readFileSync(localFile),
       });
+    },
+    async reboot(host) {
+      await labRebootHost(state, resolveHost(host).name, opts.log);
     },
     down() {
       downPromise ??= labDown(name).then(

@@ -422,6 +422,12 @@ async function createHost(lab: LabState, h: LabHostState): Promise<void> {
   rmSync(join(sshDir, 'ssh_host_ed25519_key.pub'), { force: true });
   await runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `root@${h.name}`, '-f', join(sshDir, 'ssh_host_ed25519_key')]);
 
+  spawnHost(h);
+}
+
+/** Boots the host's root filesystem with systemd-nspawn in its own cgroups and network namespace. */
+function spawnHost(h: LabHostState): void {
+  const root = assertInsideLabHome(h.rootPath, 'boot');
   for (const cg of h.cgroups) mkdirSync(cg, { recursive: true });
   // A leftover from an earlier host of the same machine name makes nspawn refuse to start.
   rmSync(`/run/systemd/nspawn/propagate/${h.machine}`, { recursive: true, force: true });
@@ -437,6 +443,29 @@ async function createHost(lab: LabState, h: LabHostState): Promise<void> {
     join(h.dir, 'console.log'),
     { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', SYSTEMD_LOG_LEVEL: 'warning' },
   );
+}
+
+/**
+ * Reboots one host as a machine reboots: systemd shuts down (units stop, their ExecStop/ExecStopPost run), the
+ * network namespace is replaced by a fresh one (a booted kernel holds no rules, conntrack entries or sockets), and the
+ * same root filesystem (its overlay keeps every file written) boots again. Returns when the host runs.
+ */
+export async function labRebootHost(lab: LabState, hostName: string, log: (m: string) => void = () => {}): Promise<void> {
+  const h = lab.hosts.find((x) => x.name === hostName);
+  if (!h) throw new Error(`lab ${lab.name}: no host ${JSON.stringify(hostName)}; hosts: ${lab.hosts.map((x) => x.name).join(' ')}`);
+  if (!hostRunning(h)) throw new Error(`lab ${lab.name}: host ${hostName} is not running`);
+  await withLabLock(lab.name, async () => {
+    signal(h.init!, 38 /* SIGRTMIN+4: systemd powers off */);
+    const left = await waitGone([h.nspawn!], 60_000);
+    if (left.length > 0) throw new Error(`host ${hostName}: still running 60 s after the power-off request (systemd-nspawn pid ${h.nspawn!.pid})`);
+    delete h.init;
+    delete h.nspawn;
+    await createAttachedNetns(h.netns, h.veth, lab.bridge, [h.address]);
+    spawnHost(h);
+    saveState(lab);
+    await waitBooted(h, log);
+    saveState(lab);
+  });
 }
 
 async function waitBooted(h: LabHostState, log: (m: string) => void): Promise<void> {
