@@ -87,3 +87,14 @@ test('a failed listing is not remembered: the next caller runs keytool again', a
   await assert.rejects(cache.get(sha('e'), 'changeit', failing), /timed out/);
   assert.equal(calls, 2);
 });
+
+test("a waiter whose shared call failed on another host lists again itself, and gets its own result", async () => {
+  const cache = new KeystoreListingCache(null);
+  const first = cache.get(sha('f'), 'changeit', async () => {
+    await new Promise((r) => setTimeout(r, 10));
+    throw new Error('deb1: keytool -list timed out');
+  });
+  const second = cache.get(sha('f'), 'changeit', async () => ({ aliases: ['mine'], sha256: [] }));
+  await assert.rejects(first, /deb1/);
+  assert.deepEqual(await second, { aliases: ['mine'], sha256: [] });
+});

@@ -47,7 +47,8 @@ export class KeystoreListingCache {
   get(contentSha256: string, storepass: string, list: () => Promise<KeystoreListing>): Promise<KeystoreListing> {
     const key = KeystoreListingCache.key(contentSha256, storepass);
     const pending = this.inFlight.get(key);
-    if (pending) return pending;
+    // Another host's call failing (its connection, its timeout) is not this host's error: list again for ourselves.
+    if (pending) return pending.catch(() => this.get(contentSha256, storepass, list));
     const cached = this.read(key);
     if (cached) return Promise.resolve(cached);
     const p = list().then(
