@@ -4,7 +4,7 @@
 // still plans nothing afterwards; removal restores the whole ruleset, host firewall included, as it was before.
 // The agent is the STAND-IN of test/firewall/stand-in.ts.
 import assert from 'node:assert/strict';
-import { before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { firewallModule } from '../../provisioner/src/modules/firewall/firewall-module';
 import { connectLabHost, converge, planOn } from '../deploy/support/converge';
 import { type Lab, type LabHost, labSkipReason } from '../support/lab';
@@ -13,12 +13,11 @@ import { type StandIn, useStandInLab, waitFor } from './stand-in';
 const skip = labSkipReason();
 
 describe('coexistence with host firewalls', { skip, timeout: 15 * 60_000 }, () => {
-  const fixture = useStandInLab(skip);
   let lab: Lab;
   let host: LabHost;
   let standIn: StandIn;
-  before(() => {
-    ({ lab, host, standIn } = fixture);
+  useStandInLab(skip, (f) => {
+    ({ lab, host, standIn } = f);
   });
 
   const sh = (script: string) => lab.execOk(host, ['sh', '-c', script], { timeoutMs: 60_000 });

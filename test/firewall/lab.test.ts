@@ -6,7 +6,7 @@
 // identical; SSH keeps working throughout.
 // The agent is a STAND-IN (test/firewall/stand-in.ts); the "internet" target is a second lab host.
 import assert from 'node:assert/strict';
-import { before, test } from 'node:test';
+import { test } from 'node:test';
 import { firewallConfirmModule, firewallModule } from '../../provisioner/src/modules/firewall/firewall-module';
 import { executeSteps } from '../../provisioner/src/runner/apply-steps';
 import type { SshTransport } from '../../provisioner/src/transport/ssh-transport';
@@ -15,12 +15,11 @@ import { type Lab, type LabHost, labSkipReason } from '../support/lab';
 import { type StandIn, useStandInLab, waitFor } from './stand-in';
 
 const skip = labSkipReason();
-const fixture = useStandInLab(skip);
 let lab: Lab;
 let host: LabHost;
 let standIn: StandIn;
-before(() => {
-  ({ lab, host, standIn } = fixture);
+useStandInLab(skip, (f) => {
+  ({ lab, host, standIn } = f);
 });
 
 const probe = (user: string) => standIn.probe(user);

@@ -114,9 +114,10 @@ export interface StandInLab {
 
 /**
  * Registers before/after hooks (in the current suite or file) unless `skip`: a 2-host lab, the stand-in agent on the first host,
- * the target on the second, torn down afterwards. The returned object is filled in by the before hook.
+ * the target on the second, torn down afterwards. The returned object is filled in by the before hook, which then
+ * calls onReady (for files that keep module-level variables).
  */
-export function useStandInLab(skip: string | undefined): StandInLab {
+export function useStandInLab(skip: string | undefined, onReady: (fixture: StandInLab) => void = () => {}): StandInLab {
   const fixture = {} as StandInLab;
   if (skip) return fixture;
   before(async () => {
@@ -124,6 +125,7 @@ export function useStandInLab(skip: string | undefined): StandInLab {
     fixture.host = fixture.lab.hosts[0]!;
     fixture.standIn = new StandIn(fixture.lab, fixture.host, fixture.lab.hosts[1]!);
     await fixture.standIn.setUp();
+    onReady(fixture);
   }, { timeout: 600_000 });
   after(async () => {
     if (fixture.lab) await fixture.lab.down();
