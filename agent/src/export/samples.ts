@@ -55,6 +55,7 @@ const counterHelp: Partial<Record<(typeof agentCounterNames)[number], string>> =
   passthrough_learned: 'Connections passed through because the destination was learned.',
   upstream_verify_failed: 'Upstream certificates that failed verification.',
   loop_refused: 'Connections refused by the loop guard (destination was the agent itself).',
+  loop_relayed: 'Our own upstream connections that came back to the agent (a stale conntrack NAT entry) and were relayed to their destination.',
   observe_parse_errors: 'Connections whose HTTP could not be parsed; they are relayed but no longer observed.',
 };
 

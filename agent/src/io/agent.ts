@@ -82,7 +82,7 @@ export class Agent {
       connectLog: this.connectLog,
       sink: options.sink ?? null,
       originalDestination: options.originalDestination ?? originalDestination,
-      upstreamEndpoints: new Set(),
+      upstreamEndpoints: new Map(),
       listeners: [],
       localAddresses: localAddresses(),
       active: new Set(),

@@ -54,6 +54,8 @@ class ProxyConnection {
   private readonly log: Record<string, unknown> = {};
   private outcome = 'pending';
   private readonly src: string;
+  /** How many loop relays this connection is: it relays our own upstream connection that came back (see decide()). */
+  private loopRelays = 0;
 
   constructor(
     private readonly raw: Socket,
@@ -108,10 +110,11 @@ class ProxyConnection {
     this.buffered += chunk.length;
     const stream = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks);
     const rt = this.shared.runtime();
+    const peerLoopRelays = this.shared.upstreamEndpoints.get(`${this.src}>${this.dstText()}`) ?? null;
     const decision = decide({
       parse: parseClientHello(stream),
       destination: this.destination,
-      peerIsOwnUpstream: this.shared.upstreamEndpoints.has(this.src),
+      peerLoopRelays,
       staticPassthrough: rt.staticPassthrough,
       learned: this.mode === 'outgoing' ? rt.learned : null,
       now: new Date(),
@@ -132,6 +135,7 @@ class ProxyConnection {
     if (decision.action === 'passthrough') {
       this.shared.counters.inc(decision.counter);
       this.log.reason = decision.reason;
+      if (decision.counter === 'loop_relayed') this.loopRelays = (peerLoopRelays ?? 0) + 1;
       this.passthrough();
       return;
     }
@@ -166,9 +170,10 @@ class ProxyConnection {
     up.once('connect', () => {
       clearTimeout(connectTimer);
       this.upstreamConnected = true;
-      // Remember our own source endpoint: if it comes back to our listener, the redirect loops (see decide()).
-      endpoint = `${unmapIp(up.localAddress ?? '')}:${up.localPort}`;
-      this.shared.upstreamEndpoints.add(endpoint);
+      // Remember our own connection (source endpoint and destination): if it comes back to our listener, see decide().
+      // The destination is part of the key: a client may use the same source port towards another destination.
+      endpoint = `${unmapIp(up.localAddress ?? '')}:${up.localPort}>${this.dstText()}`;
+      this.shared.upstreamEndpoints.set(endpoint, this.loopRelays);
     });
     up.on('error', (e) => {
       clearTimeout(connectTimer);

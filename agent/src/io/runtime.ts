@@ -49,8 +49,8 @@ export interface ProxyShared {
   connectLog: ConnectLog;
   sink: ObservationSink | null;
   originalDestination: (socket: Socket) => OriginalDestination;
-  /** `addr:port` of our own live upstream sockets: a connection from one of them is a redirect loop. */
-  upstreamEndpoints: Set<string>;
+  /** `addr:port>dst` of our own live upstream connections → how many loop relays its connection is (see decide()). */
+  upstreamEndpoints: Map<string, number>;
   /** Addresses our listeners are bound to (the loop guard refuses connections whose original destination is one). */
   listeners: Destination[];
   localAddresses: Set<string>;

@@ -13,6 +13,7 @@ export const agentCounterNames = [
   'upstream_verify_failed',
   'upstream_connect_failed',
   'loop_refused',
+  'loop_relayed',
   'client_hello_invalid',
   'client_handshake_failed',
   'handshake_timeout',

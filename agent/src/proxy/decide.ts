@@ -18,16 +18,29 @@ export type Decision =
 export interface DecideInput {
   parse: HelloParse;
   destination: Destination;
-  /** The peer is one of our own upstream sockets: a redirect loop (the owner-match exclusion is missing). */
-  peerIsOwnUpstream: boolean;
+  /**
+   * When the peer is one of our own upstream sockets: how many loop relays its connection already is (0: a client's
+   * connection); otherwise null. Our upstream SYN normally bypasses the redirect (owner match), but conntrack applies
+   * an existing entry's NAT before any rule is consulted: an entry of a redirected connection that closed while
+   * nothing tracked (it stays ESTABLISHED for days) sends our SYN from the same source port back to us. That is
+   * relayed to the original destination, up to MAX_LOOP_RELAYS deep; beyond, it is a real loop (the owner-match
+   * exclusion is missing) and refused, so it cannot exhaust file descriptors.
+   */
+  peerLoopRelays: number | null;
   staticPassthrough: StaticPassthrough;
   learned: LearnedPassthrough | null;
   now: Date;
 }
 
+/** How many times one client connection's upstream may come back to us before it counts as a redirect loop. */
+export const MAX_LOOP_RELAYS = 2;
+
 export function decide(input: DecideInput): Decision {
-  if (input.peerIsOwnUpstream) {
-    return { action: 'refuse', counter: 'loop_refused', reason: 'connection comes from our own upstream socket (redirect loop)' };
+  if (input.peerLoopRelays !== null && input.peerLoopRelays >= MAX_LOOP_RELAYS) {
+    return { action: 'refuse', counter: 'loop_refused', reason: `our own upstream connection came back ${MAX_LOOP_RELAYS + 1} times (a redirect loop: is the owner-match exclusion missing?)` };
+  }
+  if (input.peerLoopRelays !== null) {
+    return { action: 'passthrough', counter: 'loop_relayed', reason: 'our own upstream connection came back to us (a stale conntrack NAT entry): relayed to the original destination', hello: null };
   }
   const { parse } = input;
   if (parse.kind === 'incomplete') return { action: 'wait' };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { HelloParse } from './client-hello';
-import { decide, isOwnListener } from './decide';
+import { MAX_LOOP_RELAYS, decide, isOwnListener } from './decide';
 import { LearnedPassthrough, QUIET_CLOSE_STRIKES, clientRejectedCertificate, destinationKey } from './learned';
 import { StaticPassthrough, parsePassthroughRule, unmapIp } from './passthrough';
 
@@ -73,8 +73,15 @@ test('decide: loop, invalid, not-tls, static, learned, intercept', () => {
   const now = new Date();
   learned.add('sni:pinned.test', 'alert', now);
   const hello = (sni: string | null): HelloParse => ({ kind: 'hello', hello: { sni, alpn: ['h2'], maxVersion: 0x304, recordBytes: 100 } });
-  const base = { destination: { address: '198.18.0.1', port: 443 }, peerIsOwnUpstream: false, staticPassthrough, learned, now };
-  assert.equal(decide({ ...base, parse: hello('a.test'), peerIsOwnUpstream: true }).action, 'refuse');
+  const base = { destination: { address: '198.18.0.1', port: 443 }, peerLoopRelays: null, staticPassthrough, learned, now };
+  // Our own upstream connection back at our listener (a stale conntrack NAT entry): relayed, without waiting for a
+  // hello, up to MAX_LOOP_RELAYS deep; one more is a redirect loop.
+  for (let hops = 0; hops < MAX_LOOP_RELAYS; hops++) {
+    const relayed = decide({ ...base, parse: { kind: 'incomplete' }, peerLoopRelays: hops });
+    assert.equal(relayed.action === 'passthrough' && relayed.counter, 'loop_relayed');
+  }
+  const looped = decide({ ...base, parse: hello('a.test'), peerLoopRelays: MAX_LOOP_RELAYS });
+  assert.equal(looped.action === 'refuse' && looped.counter, 'loop_refused');
   assert.equal(decide({ ...base, parse: { kind: 'incomplete' } }).action, 'wait');
   const inv = decide({ ...base, parse: { kind: 'invalid', reason: 'x' } });
   assert.equal(inv.action === 'refuse' && inv.counter, 'client_hello_invalid');
