@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
+import { hostSnapshot, snapshotChanges } from './host-snapshot.mjs';
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
 const args = process.argv.slice(2);
@@ -47,8 +48,18 @@ function run(label, files, concurrency) {
   totals.skipped += count('skipped') + count('todo');
   if (r.status !== 0 && count('fail') + count('cancelled') === 0) totals.fail += 1; // a crash outside any test
 }
+// Machine safety: lab tests work inside their own hosts only; anything they leave behind on this machine fails the run.
+const guard = only !== 'unit' && process.getuid?.() === 0 && lab.length > 0;
+const before = guard ? hostSnapshot() : null;
 if (only !== 'lab') run('unit tests', unit, 2);
 if (only !== 'unit') run('lab tests', lab, 1);
+if (before) {
+  const changes = snapshotChanges(before, hostSnapshot());
+  if (changes.length > 0) {
+    console.log(`\n✖ machine safety: the tests changed this machine's root namespace or left things behind:\n  ${changes.join('\n  ')}`);
+    totals.fail += 1;
+  } else console.log('\n✔ machine safety: this machine\'s netfilter rules, trust store, users, namespaces, links, routes and mounts are as before the lab tests');
+}
 rmSync(runDir, { recursive: true, force: true });
 console.log(`\n${totals.pass} passed, ${totals.fail} failed, ${totals.skipped} skipped`);
 process.exit(totals.fail > 0 || totals.pass === 0 ? 1 : 0);

@@ -32,7 +32,9 @@ test('reboot: until the agent is healthy nothing is redirected (443 flows direct
   ].join(' && ')]);
   await lab.reboot(host);
 
-  // Booted, the agent runs but is not healthy yet: nothing of ours redirects.
+  // Booted, the agent starts (systemd may report the host running a moment before the unit listens) but is not
+  // healthy yet: nothing of ours redirects.
+  await waitFor('the agent answers its health endpoint after the reboot', 20_000, async () => (await health()) !== '');
   assert.match(await health(), /"ready":false/, 'the agent is still in its unhealthy start-up window');
   assert.equal(redirecting(await standIn.ruleset()), false, 'no redirect before the agent is healthy');
   assert.equal(await standIn.probe('nobody'), 'target');
