@@ -318,3 +318,26 @@ test('error messages never echo a decrypted vault value', async () => {
   for (const p of problems) assert.ok(!p.includes('very-secret-token'), p);
   assert.match(problems[0]!, /got "<secret>x"/);
 });
+
+test('preflight still validates params behind a when on run-time variables (nothing may reach a host first)', async () => {
+  const text = `
+- hosts: web
+  tasks:
+    - name: bad resolved params behind a facts condition
+      command: {argv: [echo], creates: "{{ http_port }}"}
+      when: epoch_facts.os.family == 'debian'
+    - name: a variable the condition may guard against is left alone
+      command: {argv: [echo, "{{ nope }}"]}
+      when: epoch_facts.os.family == 'debian'
+`;
+  const problems = await problemsOf(loadPlaybook(playbook(text), { inventory: inv }));
+  assert.equal(problems.length, 2, problems.join('\n'));
+  for (const p of problems) assert.match(p, /^site\d+\.yml:5:40: command: creates: Invalid input: expected string, received number/);
+  const fine = `
+- hosts: web
+  tasks:
+    - command: {argv: [echo, "{{ nope | default('x') }}", "{{ epoch_facts.os.family }}"], creates: /x}
+      when: epoch_facts.os.family == 'debian'
+`;
+  assert.equal((await loadPlaybook(playbook(fine), { inventory: inv }))[0]!.tasks.length, 1);
+});

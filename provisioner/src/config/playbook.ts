@@ -110,7 +110,9 @@ export function reportZodIssues(
       continue;
     }
     const value = valueAt(root, path);
-    const got = ` (got ${value === undefined ? 'nothing' : show(value)})`;
+    // A module's own check can say its message already names what was wrong (e.g. `FILE: problem` for a CA file).
+    const omitValue = issue.code === 'custom' && (issue.params as { omitValue?: unknown } | undefined)?.omitValue === true;
+    const got = omitValue ? '' : ` (got ${value === undefined ? 'nothing' : show(value)})`;
     problems.add(locate(path), `${prefix}${where}${issue.message}${got}`);
   }
 }
@@ -372,7 +374,24 @@ export function resolveTaskParams(
   return parsed.data as Record<string, unknown>;
 }
 
-/** Evaluates `when` and resolves params for every selected host; groups identical errors across hosts. */
+const undefinedRootOf = (p: unknown): string | undefined => (p as Partial<UndefinedVariableProblem>).undefinedRoot;
+
+/** True when `e` is a ConfigError made only of undefined run-time variables (left to run time). */
+function isDeferredOnly(e: unknown, deferred: ReadonlySet<string>): boolean {
+  return e instanceof ConfigError && e.problems.length > 0 && e.problems.every((p) => deferred.has(undefinedRootOf(p) ?? ''));
+}
+
+/** `e` without its undefined-variable problems (anything that is not a ConfigError is returned as is). */
+function withoutUndefinedVariables(e: unknown): unknown {
+  if (!(e instanceof ConfigError)) return e;
+  const rest = e.problems.filter((p) => undefinedRootOf(p) === undefined);
+  return new ConfigError(rest);
+}
+
+/**
+ * Evaluates `when` and resolves params for every selected host; groups identical errors across hosts. Params of a
+ * task whose `when` needs run-time variables are validated too (so a bad CA file never reaches a host).
+ */
 function preflight(plays: Play[], inv: Inventory, options: LoadPlaybookOptions, problems: Problems): void {
   const grouped = new Map<string, { location: string; message: string; hosts: string[] }>();
   const deferred = new Set(options.runtimeVars ?? runtimeVariables);
@@ -402,11 +421,23 @@ function preflight(plays: Play[], inv: Inventory, options: LoadPlaybookOptions, 
       const { vars, varLocations } = hostRunVars(inv, host, play, options.extraVars);
       const resolver = new Resolver(vars, varLocations);
       for (const task of tasks) {
+        let whenDeferred = false;
         try {
           if (!evaluateWhen(task.when, resolver, task.whenLocation ?? task.location)) continue;
+        } catch (e) {
+          // A `when` on run-time variables (facts) is decided on the host. The params are still validated now: a
+          // bad CA file, for one, must stop the run before any SSH connection, whatever the condition turns out to be.
+          if (!isDeferredOnly(e, deferred)) {
+            note(e, host);
+            continue;
+          }
+          whenDeferred = true;
+        }
+        try {
           resolveTaskParams(task, resolver);
         } catch (e) {
-          note(e, host);
+          // Behind a deferred `when`, a variable this host lacks may be exactly what the condition guards against.
+          note(whenDeferred ? withoutUndefinedVariables(e) : e, host);
         }
       }
     }

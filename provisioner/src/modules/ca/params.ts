@@ -27,7 +27,8 @@ type Ctx = z.core.$RefinementCtx;
 
 function addConfigIssues(ctx: Ctx, err: unknown, path: string[]): void {
   if (!(err instanceof ConfigError)) throw err;
-  for (const p of err.problems) ctx.addIssue({ code: 'custom', path, message: p.location ? `${p.location}: ${p.message}` : p.message });
+  // The message is the whole story (`FILE: problem`): no echo of the params after it.
+  for (const p of err.problems) ctx.addIssue({ code: 'custom', path, message: p.location ? `${p.location}: ${p.message}` : p.message, params: { omitValue: true } });
 }
 
 /** Transform step: reads cert_file on the controller into cert_pem. */

@@ -10,6 +10,7 @@ import { normalisePem } from '../ca/params';
 import { anchorPath, parseOsRelease, type TrustFamily, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
 import type { Step } from '../../core/change';
 import { defaultAnchorName, removeRefreshStep, savedExtractedDir, type TrustStoreFacts, trustStoreModule, trustStoreParams } from './trust-store';
+import { tryReloadStep } from '../try-restart';
 
 const caPem = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-ec.crt'), 'utf8'));
 const otherPem = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-next.crt'), 'utf8'));
@@ -247,4 +248,27 @@ test('debian removal tells ca-certificates-java, which update-ca-certificates ne
   assert.deepEqual(argv.slice(3), ['epoch-trust-remove', 'epoch-provision-ca', 'update-ca-certificates', '--fresh']);
   assert.match(argv[2] ?? '', /printf '%s\\n' "-\/etc\/ssl\/certs\/\$name\.pem" \| "\$hook"/);
   assert.deepEqual(removeRefreshStep(trustLayout('rhel'), 'epoch-provision-ca'), { kind: 'run', argv: ['update-ca-trust', 'extract'], timeoutMs: 120_000 });
+});
+
+test('reload_unit: the agent re-reads the bundle after every change and undo (a removed CA stops being trusted upstream)', () => {
+  const reload = tryReloadStep('epoch-agent.service');
+  assert.deepEqual(reload.argv.slice(-2), ['try-reload-or-restart', 'epoch-agent.service']);
+  const p = params({ reload_unit: 'epoch-agent.service' });
+  for (const family of ['debian', 'rhel'] as const) {
+    const [added] = trustStoreModule.plan(p, facts(family));
+    assert.deepEqual(added?.steps.at(-1), reload);
+    assert.deepEqual(added?.undo?.at(-1), reload);
+    assert.match(added?.summary ?? '', /, then reload epoch-agent\.service if it runs$/);
+    const [removed] = trustStoreModule.plan(params({ state: 'absent', reload_unit: 'epoch-agent.service' }), facts(family, { currentAnchor: caPem, bundleTrustsDesired: true }));
+    assert.deepEqual(removed?.steps.at(-1), reload);
+    assert.deepEqual(removed?.undo?.at(-1), reload);
+    const [refreshOnly] = trustStoreModule.plan(p, facts(family, { currentAnchor: caPem }));
+    assert.deepEqual(refreshOnly?.steps.at(-1), reload);
+    // Already converged: nothing to reload.
+    assert.deepEqual(trustStoreModule.plan(p, facts(family, { currentAnchor: caPem, bundleTrustsDesired: true })), []);
+    assert.deepEqual(trustStoreModule.plan(params({ state: 'absent', reload_unit: 'epoch-agent.service' }), facts(family)), []);
+  }
+  // Without it, no reload step (the default).
+  assert.ok(!trustStoreModule.plan(params(), facts('debian'))[0]?.steps.some((s) => s.kind === 'run' && s.argv[3] === 'epoch-try-reload-or-restart'));
+  assert.throws(() => trustStoreParams.parse({ cert_pem: caPem, reload_unit: 'not a unit' }), /must be a systemd service name/);
 });

@@ -9,6 +9,7 @@ import type { Change, Step } from '../../core/change';
 import type { HostContext, ProvisionModule } from '../module';
 import { bundleTrusts, hostCommandPath, readHostFile } from '../ca/host-files';
 import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
+import { tryReloadStep } from '../try-restart';
 import { anchorPath, type OsRelease, parseOsRelease, type TrustLayout, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
 
 export const defaultAnchorName = 'epoch-provision-ca';
@@ -97,6 +98,12 @@ export const trustStoreParams = z
     state: z.enum(['present', 'absent']).default('present'),
     /** Anchor file base name; the family decides the extension. Two names let an old and a new CA coexist. */
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits and . _ - only').default(defaultAnchorName),
+    /**
+     * A unit to `systemctl try-reload-or-restart` after the bundle changed (and after its undo). The agent reads the
+     * system bundle, which it verifies upstream servers against, at start and on reload (SIGHUP): without this, a CA
+     * removed from the store (rotation step 3) stays trusted by a running agent until its next restart.
+     */
+    reload_unit: z.string().regex(/^[A-Za-z0-9@._:-]+\.service$/, 'must be a systemd service name').optional(),
     ...certPemSource,
   })
   .strict()
@@ -172,7 +179,9 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
     const saveExtracted: Step[] = extracted.length ? [{ kind: 'run', argv: ['sh', '-c', saveExtractedScript, 'epoch-trust-save', saved, ...extracted], timeoutMs: 60_000 }] : [];
     const restoreExtracted: Step[] = extracted.length ? [{ kind: 'run', argv: ['sh', '-c', restoreExtractedScript, 'epoch-trust-restore', saved, ...extracted], timeoutMs: 60_000 }] : [];
     const restoreNote = extracted.length ? `, then put back the ${extracted[0]} saved at install if the regenerated PEM bundles match it (else keep the fresh one)` : '';
-    const restore = facts.currentAnchor === null ? [remove, refreshAfterRemove, ...restoreExtracted] : [putAnchor(facts.currentAnchor), refresh];
+    const reload: Step[] = params.reload_unit ? [tryReloadStep(params.reload_unit)] : [];
+    const reloadNote = params.reload_unit ? `, then reload ${params.reload_unit} if it runs` : '';
+    const restore = facts.currentAnchor === null ? [remove, refreshAfterRemove, ...restoreExtracted, ...reload] : [putAnchor(facts.currentAnchor), refresh, ...reload];
     const needsRefreshTool = () => {
       if (!facts.refreshCommandPresent) {
         throw new Error(`${facts.host}: \`${layout.refreshArgv[0]}\` is not installed (${layout.family} family needs it to rebuild ${layout.bundleFile}); install the ca-certificates package`);
@@ -185,10 +194,10 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
       return [
         {
           id: `trust-anchor:${path}`,
-          summary: `remove CA anchor ${path}${describe(facts.currentAnchor)} and run ${layout.removeRefreshArgv.join(' ')}${restoreNote}`,
+          summary: `remove CA anchor ${path}${describe(facts.currentAnchor)} and run ${layout.removeRefreshArgv.join(' ')}${restoreNote}${reloadNote}`,
           diff: { subject: path, before: facts.currentAnchor, after: '' },
-          steps: [remove, refreshAfterRemove, ...restoreExtracted],
-          undo: [putAnchor(facts.currentAnchor), refresh],
+          steps: [remove, refreshAfterRemove, ...restoreExtracted, ...reload],
+          undo: [putAnchor(facts.currentAnchor), refresh, ...reload],
         },
       ];
     }
@@ -203,7 +212,7 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
         {
           id: `trust-refresh:${layout.family}`,
           summary: `anchor ${path} is in place but ${layout.bundleFile} does not trust it yet: run ${layout.refreshArgv.join(' ')}`,
-          steps: [refresh],
+          steps: [refresh, ...reload],
           undo: [],
         },
       ];
@@ -212,10 +221,10 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
     return [
       {
         id: `trust-anchor:${path}`,
-        summary: `${facts.currentAnchor === null ? 'install' : 'replace'} CA anchor ${path}${describe(facts.desiredPem)} and run ${layout.refreshArgv.join(' ')}${facts.currentAnchor === null && extracted.length ? ` (${extracted[0]} saved first, for removal)` : ''}`,
+        summary: `${facts.currentAnchor === null ? 'install' : 'replace'} CA anchor ${path}${describe(facts.desiredPem)} and run ${layout.refreshArgv.join(' ')}${facts.currentAnchor === null && extracted.length ? ` (${extracted[0]} saved first, for removal)` : ''}${reloadNote}`,
         diff: { subject: path, before: facts.currentAnchor ?? '', after: facts.desiredPem },
         // A first install saves what the refresh regenerates, so removal can give it back byte for byte.
-        steps: [...(facts.currentAnchor === null ? saveExtracted : []), putAnchor(facts.desiredPem), refresh],
+        steps: [...(facts.currentAnchor === null ? saveExtracted : []), putAnchor(facts.desiredPem), refresh, ...reload],
         undo: restore,
       },
     ];
