@@ -22,6 +22,8 @@ export interface NetnsSshLab {
   /** A known_hosts file listing both sshds' host keys. */
   knownHosts: string;
   bastion: NetnsSshd;
+  /** The controller's end of the link to the bastion's namespace. */
+  bastionLink: string;
   /** Only reachable through the bastion. */
   inner: NetnsSshd;
   stop(): Promise<void>;
@@ -167,7 +169,7 @@ export async function startNetnsSshLab(): Promise<NetnsSshLab> {
     const knownHosts = join(dir, 'known_hosts');
     const keyOf = (pub: string) => pub.split(' ').slice(0, 2).join(' ');
     writeFileSync(knownHosts, `${bastion.address} ${keyOf(bastion.hostKeyPub)}\n[${inner.address}]:${inner.port} ${keyOf(inner.hostKeyPub)}\n`);
-    return { dir, clientKey, clientKeyPub, knownHosts, bastion, inner, stop: cleanup };
+    return { dir, clientKey, clientKeyPub, knownHosts, bastion, bastionLink: vethRoot, inner, stop: cleanup };
   } catch (err) {
     await cleanup();
     throw err;

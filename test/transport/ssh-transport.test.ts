@@ -104,7 +104,11 @@ describe('ssh transport (netns sshd)', { skip }, () => {
 
   test('ProxyJump: the inner host is reachable only through the bastion', async () => {
     const inner = { address: lab.inner.address, port: lab.inner.port, user: 'root' };
-    await assert.rejects(SshTransport.connect(optionsFor({ hostName: 'inner', target: inner, connectTimeoutMs: 1500 })), (e) => isUnreachableError(e));
+    // From the routing tables, without sending anything (a direct attempt would leave through this machine's default
+    // route): the controller's link to the bastion does not lead to the inner host, and the bastion does not forward.
+    assert.doesNotMatch(execFileSync('ip', ['route', 'get', lab.inner.address]).toString(), new RegExp(`dev ${lab.bastionLink}\\b`));
+    assert.match(execFileSync('ip', ['-n', lab.bastion.namespace, 'route', 'get', lab.inner.address]).toString(), /dev inner0/);
+    assert.equal(execFileSync('ip', ['netns', 'exec', lab.bastion.namespace, 'sysctl', '-n', 'net.ipv4.ip_forward']).toString().trim(), '0');
     const t = await SshTransport.connect(
       optionsFor({ hostName: 'inner', target: inner, jumps: [{ address: lab.bastion.address, port: lab.bastion.port, user: 'root' }] }),
     );
@@ -196,9 +200,9 @@ describe('ssh transport (netns sshd)', { skip }, () => {
   test('a connection lost mid-run makes later commands reject with UnreachableError', async () => {
     const t = await SshTransport.connect(optionsFor());
     try {
-      // The shell's parent is this connection's sshd session process: killing it drops the connection.
-      await t.exec(['sh', '-c', 'kill -9 $PPID'], { timeoutMs: 5000 });
-      await new Promise((r) => setTimeout(r, 200));
+      // The shell's parent is this connection's sshd session process: killing it drops the connection under the
+      // running command, whose outcome is then unknown: unreachable, not a failed command with no exit code.
+      await assert.rejects(t.exec(['sh', '-c', 'kill -9 $PPID'], { timeoutMs: 5000 }), (e) => isUnreachableError(e) && /connection lost \(.*\) while running `env LC_ALL=C sh -c/.test(e.message));
       await assert.rejects(t.exec(['true']), (e) => isUnreachableError(e) && /connection lost/.test(e.message));
     } finally {
       await t.close();

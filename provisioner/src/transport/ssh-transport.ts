@@ -125,7 +125,7 @@ export class SshTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    this.client.end();
+    endClient(this.client);
     this.jumpChain?.release();
   }
 
@@ -176,57 +176,86 @@ export class SshTransport implements Transport {
     if (this.lostReason) return Promise.reject(new UnreachableError(`${this.hostName}: SSH connection lost (${this.lostReason})`, this.hostName));
     const started = performance.now();
     return new Promise((resolve, reject) => {
-      const onChannel = (err: Error | undefined, stream: ClientChannel) => {
+      let settled = false;
+      let stream: ClientChannel | undefined;
+      const out: Buffer[] = [];
+      const errOut: Buffer[] = [];
+      let exitCode: number | null = null;
+      let sawExit = false;
+      let timedOut = false;
+      const lost = (cause?: unknown) =>
+        new UnreachableError(`${this.hostName}: SSH connection lost (${this.lostReason})${stream ? ` while running \`${command}\`` : ''}`, this.hostName, { cause });
+      const finish = () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        // The connection died under a running command (keepalive timeout, reset): its outcome is unknown, so the
+        // host is unreachable rather than the command failed.
+        if (!timedOut && !sawExit && this.lostReason) {
+          reject(lost());
+          return;
+        }
+        resolve({
+          command,
+          exitCode: timedOut ? null : exitCode,
+          stdout: Buffer.concat(out),
+          stderr: Buffer.concat(errOut).toString('utf8'),
+          durationMs: Math.round(performance.now() - started),
+          timedOut,
+        });
+      };
+      // The timeout covers opening the channel too: a peer that stopped answering (before keepalive notices) must
+      // not hold a command past its timeout.
+      const timer = setTimeout(() => {
+        if (!stream) {
+          settled = true;
+          reject(new UnreachableError(`${this.hostName}: the server opened no SSH channel within ${timeoutMs} ms for \`${command}\``, this.hostName));
+          return;
+        }
+        timedOut = true;
+        try {
+          stream.signal('KILL');
+        } catch {
+          // Not every server accepts signals.
+        }
+        // Without a pty sshd does not kill the command when we close the channel; we stop waiting regardless,
+        // so a hung remote command can never hang the run.
+        stream.close();
+        finish();
+      }, timeoutMs);
+      const onChannel = (err: Error | undefined, channel: ClientChannel) => {
         if (err) {
+          clearTimeout(timer);
+          if (settled) return;
+          settled = true;
           const why = this.lostReason ? `SSH connection lost (${this.lostReason})` : `cannot open an SSH channel: ${err.message}`;
           reject(new UnreachableError(`${this.hostName}: ${why}`, this.hostName, { cause: err }));
           return;
         }
-        const out: Buffer[] = [];
-        const errOut: Buffer[] = [];
-        let exitCode: number | null = null;
-        let timedOut = false;
-        let settled = false;
-        const finish = () => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve({
-            command,
-            exitCode: timedOut ? null : exitCode,
-            stdout: Buffer.concat(out),
-            stderr: Buffer.concat(errOut).toString('utf8'),
-            durationMs: Math.round(performance.now() - started),
-            timedOut,
-          });
-        };
-        const timer = setTimeout(() => {
-          timedOut = true;
-          try {
-            stream.signal('KILL');
-          } catch {
-            // Not every server accepts signals.
-          }
-          // Without a pty sshd does not kill the command when we close the channel; we stop waiting regardless,
-          // so a hung remote command can never hang the run.
-          stream.close();
-          finish();
-        }, timeoutMs);
-        stream.on('data', (d: Buffer) => out.push(d));
-        stream.stderr.on('data', (d: Buffer) => errOut.push(d));
-        stream.on('exit', (code: number | null) => {
+        if (settled) {
+          // Timed out before the server opened it: nobody waits for this command any more.
+          channel.close();
+          return;
+        }
+        stream = channel;
+        channel.on('data', (d: Buffer) => out.push(d));
+        channel.stderr.on('data', (d: Buffer) => errOut.push(d));
+        channel.on('exit', (code: number | null) => {
+          sawExit = true;
           exitCode = typeof code === 'number' ? code : null;
         });
-        stream.on('close', finish);
-        if (stdin !== undefined) stream.end(stdin);
-        else stream.end();
+        channel.on('close', finish);
+        if (stdin !== undefined) channel.end(stdin);
+        else channel.end();
       };
       try {
         client.exec(command, onChannel);
       } catch (err) {
         // ssh2 throws synchronously when the connection is already gone.
+        clearTimeout(timer);
+        settled = true;
         this.lostReason ??= (err as Error).message;
-        reject(new UnreachableError(`${this.hostName}: SSH connection lost (${this.lostReason})`, this.hostName, { cause: err }));
+        reject(lost(err));
       }
     });
   }
@@ -249,6 +278,25 @@ export class SshTransport implements Transport {
     });
     this.options.onCommand?.({ host: this.hostName, command: `sftp put ${quoteArgv([path])} (mode ${mode.toString(8)})`, exitCode: 0, durationMs: Math.round(performance.now() - started), timedOut: false, stdin: 'none' });
   }
+}
+
+/**
+ * Ends a connection politely, then for certain: a peer that stopped answering (frozen, link cut, a firewall that
+ * forgot the flow) never completes TCP's close, and the half-closed socket would keep the controller process alive
+ * for the many minutes of TCP retransmissions.
+ */
+function endClient(client: Client): void {
+  let closed = false;
+  client.once('close', () => {
+    closed = true;
+    clearTimeout(force);
+  });
+  const force = setTimeout(() => {
+    // Client.destroy() does nothing once end() made the socket unwritable, so destroy ssh2's socket itself (1.17).
+    if (!closed) (client as unknown as { _sock?: Duplex })._sock?.destroy();
+  }, 2000);
+  force.unref();
+  client.end();
 }
 
 function commandError(r: RawResult, what: string): RemoteCommandError {
@@ -329,20 +377,26 @@ function connectHop(options: SshTransportOptions, hop: SshHop, label: string, so
 
   return new Promise((resolve, reject) => {
     const client = new Client();
+    let settled = false;
+    // Stays subscribed after the first error: ssh2 can emit more (a readyTimeout is followed by "Connection lost
+    // before handshake" when it destroys the socket), and an 'error' without a listener would crash the controller.
     const fail = (err: Error & { level?: string }) => {
-      client.end();
+      if (settled) return;
+      settled = true;
+      endClient(client);
       if (hostKeyProblem) return reject(hostKeyProblem);
       const how = err.level === 'client-authentication' ? `authentication as ${hop.user} failed (tried ${[options.privateKeyFile && `key ${options.privateKeyFile}`, agent && 'ssh-agent'].filter(Boolean).join(' and ')})` : err.message;
       reject(new UnreachableError(`${label}: cannot connect to ${hop.user}@${hop.address}:${hop.port}: ${how}`, options.hostName, { cause: err }));
     };
     client.once('ready', () => {
+      settled = true;
       client.removeListener('error', fail);
       client.on('error', () => {
         // Reported to callers through the transport's lostReason; an unhandled 'error' would crash the controller.
       });
       resolve(client);
     });
-    client.once('error', fail);
+    client.on('error', fail);
     try {
       client.connect(config);
     } catch (err) {
@@ -422,7 +476,7 @@ export class JumpPool {
         held.users -= 1;
         if (held.users === 0) {
           if (this.chains.get(key) === held) this.chains.delete(key);
-          for (const c of [...clients].reverse()) c.end();
+          for (const c of [...clients].reverse()) endClient(c);
         }
       },
     };
@@ -442,7 +496,7 @@ async function openChain(options: SshTransportOptions, jumps: readonly SshHop[],
     }
     return clients;
   } catch (err) {
-    for (const c of clients.reverse()) c.end();
+    for (const c of clients.reverse()) endClient(c);
     if (err instanceof HostKeyError || !(err instanceof Error)) throw err;
     throw new Error(`via ${key}: ${err.message}`, { cause: err });
   }
