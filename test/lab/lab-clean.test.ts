@@ -72,3 +72,28 @@ test('the next startLab cleans labs whose owner process died', { skip }, async (
   });
   assert.equal(alive(s.hosts[0]?.nspawn.pid as number), false);
 });
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  test(`a test run interrupted with ${signal} tears its lab down itself: processes, namespaces, bridge, mounts, folders`, { skip }, async () => {
+    const name = `${signal === 'SIGINT' ? 'i' : 't'}${process.pid}`;
+    const held = await holdLab(name);
+    const s = state(name);
+    const pids = [...s.hosts.map((h) => h.nspawn.pid), s.upstream.process.pid];
+    const exited = new Promise<number | null>((res) => {
+      const poll = setInterval(() => {
+        if (!alive(held.pid)) {
+          clearInterval(poll);
+          res(0);
+        }
+      }, 100);
+    });
+    process.kill(held.pid, signal);
+    await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error(`hold-lab still running 60 s after ${signal}`)), 60_000))]);
+    assert.deepEqual(pids.filter(alive), [], 'no host or upstream process left');
+    const netns = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
+    assert.equal(netns.includes(`eplab${s.slot}-`), false, netns);
+    assert.notEqual(spawnSync('ip', ['link', 'show', 'dev', `eplab${s.slot}`]).status, 0, 'bridge removed');
+    assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(`/labs/${name}/`), false);
+    assert.equal(existsSync(join(labHome, 'labs', name)), false);
+  });
+}
