@@ -105,26 +105,42 @@ function saveState(state: LabState): void {
 }
 
 /** Checks everything `lab up` needs before it changes anything; throws LabUnavailable with one clear line. */
-export function preflight(): void {
-  if (process.getuid?.() !== 0) {
+/** What preflight looks at; tests pass their own to show each missing piece's message. */
+export interface PreflightProbe {
+  uid: number | undefined;
+  exists(path: string): boolean;
+  read(path: string): string;
+  /** Folders searched for the tools. */
+  pathDirs: string[];
+}
+
+const hostProbe = (): PreflightProbe => ({
+  uid: process.getuid?.(),
+  exists: existsSync,
+  read: (path) => readFileSync(path, 'utf8'),
+  pathDirs: (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').concat(['/usr/sbin', '/sbin']),
+});
+
+/** Throws LabUnavailable with one line naming what this machine lacks for the lab (root, kernel features, tools). */
+export function preflight(probe: PreflightProbe = hostProbe()): void {
+  if (probe.uid !== 0) {
     throw new LabUnavailable('the lab needs root (network namespaces, overlay mounts, systemd-nspawn): run it with sudo');
   }
-  if (!existsSync('/proc/self/ns/net')) throw new LabUnavailable('this kernel has no network namespaces (/proc/self/ns/net is missing)');
-  const fs = readFileSync('/proc/filesystems', 'utf8');
-  const release = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  if (!probe.exists('/proc/self/ns/net')) throw new LabUnavailable('this kernel has no network namespaces (/proc/self/ns/net is missing)');
+  const fs = probe.read('/proc/filesystems');
+  const release = probe.read('/proc/sys/kernel/osrelease').trim();
   const overlayModule = [`/lib/modules/${release}/kernel/fs/overlayfs`, `/usr/lib/modules/${release}/kernel/fs/overlayfs`];
-  if (!/\toverlay$/m.test(fs) && !overlayModule.some(existsSync)) {
+  if (!/\toverlay$/m.test(fs) && !overlayModule.some((m) => probe.exists(m))) {
     throw new LabUnavailable(`this kernel (${release}) has no overlayfs (not in /proc/filesystems, no module)`);
   }
-  if (!existsSync('/sys/fs/cgroup/unified/cgroup.procs') && !existsSync('/sys/fs/cgroup/cgroup.procs')) {
+  if (!probe.exists('/sys/fs/cgroup/unified/cgroup.procs') && !probe.exists('/sys/fs/cgroup/cgroup.procs')) {
     throw new LabUnavailable('no cgroup2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified');
   }
   const tools: [string, string][] = [
     ['ip', 'iproute2'], ['systemd-nspawn', 'systemd-container'], ['nsenter', 'util-linux'], ['ssh-keygen', 'openssh-client'],
     ['openssl', 'openssl'], ['mount', 'mount'], ['chroot', 'coreutils'],
   ];
-  const path = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').concat(['/usr/sbin', '/sbin']);
-  const missing = tools.filter(([t]) => !path.some((d) => existsSync(join(d, t))));
+  const missing = tools.filter(([t]) => !probe.pathDirs.some((d) => probe.exists(join(d, t))));
   if (missing.length > 0) {
     throw new LabUnavailable(`missing tools: ${missing.map(([t, p]) => `${t} (apt-get install ${p})`).join(', ')}`);
   }
