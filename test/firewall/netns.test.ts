@@ -35,6 +35,7 @@ let seq = 0;
 
 interface Ns {
   host: string;
+  target: string;
   root: string;
   exec(argv: readonly string[], opts?: { uid?: { uid: number; gid: number }; stdin?: string; env?: Record<string, string> }): { code: number | null; out: string; err: string };
   ok(argv: readonly string[], opts?: { stdin?: string }): string;
@@ -94,6 +95,7 @@ async function withHostNs(fn: (ns: Ns) => Promise<void>): Promise<void> {
     };
     const ns: Ns = {
       host,
+      target,
       root,
       exec,
       ok,
@@ -381,3 +383,65 @@ test('folders: undo of a first install, and purge, remove exactly the folders th
     assert.deepEqual(planFirewall(firewallParams.parse({ ...p, state: 'absent' }), gather(ns, firewallParams.parse({ ...p, state: 'absent' }))), []);
   });
 });
+
+/**
+ * A "container" wired as Docker does: bridge docker0 (198.18.203.1) in the host namespace, the container
+ * (198.18.203.2) behind a veth on it, the host forwarding between docker0 and eth0. `connect` runs from inside it.
+ */
+async function withContainer(ns: Ns, fn: (connect: () => string) => Promise<void>): Promise<void> {
+  const container = `epfw-c${process.pid}-${seq}`;
+  const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
+  try {
+    ip('netns', 'add', container);
+    ip('-n', ns.host, 'link', 'add', 'docker0', 'type', 'bridge');
+    ip('-n', ns.host, 'addr', 'add', '198.18.203.1/24', 'dev', 'docker0');
+    ip('-n', ns.host, 'link', 'set', 'docker0', 'up');
+    ip('-n', ns.host, 'link', 'add', 'vethc', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', container);
+    ip('-n', ns.host, 'link', 'set', 'vethc', 'master', 'docker0', 'up');
+    ip('-n', container, 'link', 'set', 'lo', 'up');
+    ip('-n', container, 'addr', 'add', '198.18.203.2/24', 'dev', 'eth0');
+    ip('-n', container, 'link', 'set', 'eth0', 'up');
+    ip('-n', container, 'route', 'add', '198.18.202.0/24', 'via', '198.18.203.1');
+    ip('-n', ns.target, 'route', 'add', '198.18.203.0/24', 'via', HOST_ADDR);
+    ns.ok(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+    await fn(() => (spawnSync('ip', ['netns', 'exec', container, process.execPath, tools, 'connect', TARGET_ADDR, '443'], { encoding: 'utf8', timeout: 10_000 }).stdout ?? '').trim());
+  } finally {
+    spawnSync('ip', ['netns', 'del', container]);
+  }
+}
+
+for (const backend of ['nft', 'iptables-nft', 'iptables-legacy'] as const) {
+  test(`${backend}: containerInterfaces redirects container traffic (PREROUTING on docker0) to the agent, fails open, removal is exact`, { skip, timeout: 60_000 }, async () => {
+    await withHostNs(async (ns) => {
+      await withContainer(ns, async (fromContainer) => {
+        seedForeign(ns, backend);
+        const before = snapshot(ns, backend);
+        assert.equal(fromContainer(), 'target', 'before install, the container reaches the real target (forwarded)');
+        ns.startAgent();
+        // Without containerInterfaces OUTPUT alone never sees container traffic (the plan warns about it).
+        const hostOnly = paramsFor(backend);
+        applyPlan(ns, hostOnly, gather(ns, hostOnly));
+        assert.equal(ns.connect(CLIENT), 'agent');
+        assert.equal(fromContainer(), 'target', 'OUTPUT does not cover the container');
+
+        const p = paramsFor(backend, { containerInterfaces: ['docker0'] });
+        applyPlan(ns, p, gather(ns, p));
+        ns.script('confirm');
+        assert.equal(fromContainer(), 'agent', 'redirected in PREROUTING on docker0');
+        assert.equal(ns.connect(CLIENT), 'agent');
+        assert.equal(ns.connect(AGENT), 'target');
+        assert.deepEqual(planFirewall(p, gather(ns, p)), [], 'converged');
+
+        ns.stopAgent();
+        await until('the container reaches the target directly after the agent died', 2000, () => fromContainer() === 'target');
+        ns.startAgent();
+        await until('the container is redirected again', 5000, () => fromContainer() === 'agent');
+
+        ns.script('purge');
+        assert.equal(snapshot(ns, backend), before);
+        assert.equal(fromContainer(), 'target');
+      });
+    });
+  });
+}
+

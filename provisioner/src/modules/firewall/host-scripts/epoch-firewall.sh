@@ -117,14 +117,27 @@ ipt_load() {
   } | $2 -w --noflush || die "$2 -w --noflush failed loading $3"
 }
 
-# iptables-nft creates `table ip nat` on first use; if the host had none before we came, drop it again once it
+# iptables-nft creates `table ip nat` and its base chains on first use (our jump into EPOCH_PREROUTING creates
+# PREROUTING). What the host did not have before we came (recorded at our first install) is dropped again once it
 # holds no rules, so removal leaves `nft list ruleset` as it was.
-ipt_nft_drop_pristine_nat() {
+nat_skeleton_only() {
+  printf '%s\n' "$1" | grep -v -q -E '^[[:space:]]*(table .*\{|chain [A-Z]+ \{|type nat hook .*|\}|)$' && return 1
+  return 0
+}
+ipt_nft_drop_created_nat() {
   fam=$1
-  [ -f "$CONF_DIR/pristine-no-nat-$fam" ] && have nft || return 0
-  listing=$(nft list table "$fam" nat 2>/dev/null) || return 0
-  extra=$(printf '%s\n' "$listing" | grep -v -E '^[[:space:]]*(table .*\{|chain [A-Z]+ \{|type nat hook .*|\}|)$' || true)
-  [ -z "$extra" ] && nft delete table "$fam" nat
+  have nft || return 0
+  nft list table "$fam" nat >/dev/null 2>&1 || return 0
+  if [ -f "$CONF_DIR/pristine-nat-chains-$fam" ]; then
+    for ch in PREROUTING INPUT OUTPUT POSTROUTING; do
+      grep -q -x "$ch" "$CONF_DIR/pristine-nat-chains-$fam" && continue
+      chain=$(nft list chain "$fam" nat "$ch" 2>/dev/null) || continue
+      nat_skeleton_only "$chain" && nft delete chain "$fam" nat "$ch"
+    done
+  fi
+  if [ -f "$CONF_DIR/pristine-no-nat-$fam" ] && nat_skeleton_only "$(nft list table "$fam" nat)"; then
+    nft delete table "$fam" nat
+  fi
   return 0
 }
 
@@ -142,7 +155,7 @@ remove_unlocked() {
   nft_remove_ours
   have iptables-legacy-save && { ipt_remove iptables-legacy-save iptables-legacy-restore; ipt_remove ip6tables-legacy-save ip6tables-legacy-restore; }
   have iptables-nft-save && { ipt_remove iptables-nft-save iptables-nft-restore; ipt_remove ip6tables-nft-save ip6tables-nft-restore; }
-  [ "$BACKEND" = iptables-nft ] && { ipt_nft_drop_pristine_nat ip; ipt_nft_drop_pristine_nat ip6; }
+  [ "$BACKEND" = iptables-nft ] && { ipt_nft_drop_created_nat ip; ipt_nft_drop_created_nat ip6; }
   return 0
 }
 
@@ -291,6 +304,7 @@ managed_files() {
   echo "$CONF"; echo "$CONF_DIR/rules.nft"; echo "$CONF_DIR/rules.v4"; echo "$CONF_DIR/rules.v6"
   echo "$CONF_DIR/parked.nft"; echo "$CONF_DIR/parked.v4"; echo "$CONF_DIR/parked.v6"
   echo "$CONF_DIR/pristine-no-nat-ip"; echo "$CONF_DIR/pristine-no-nat-ip6"
+  echo "$CONF_DIR/pristine-nat-chains-ip"; echo "$CONF_DIR/pristine-nat-chains-ip6"
   echo "$CONF_DIR/created-dirs"
   echo "$SCRIPT"; echo "$UNIT_FILE"; echo "$DROPIN"
 }
@@ -350,7 +364,7 @@ arm() {
   echo "armed $id: reverts in $secs s unless confirmed"
 }
 
-# Remember which nat tables did not exist before our first install (see ipt_nft_drop_pristine_nat).
+# Remember which nat tables and base chains existed before our first install (see ipt_nft_drop_created_nat).
 record_pristine() {
   [ -e "$CONF" ] && return 0
   missing=$(missing_dirs)
@@ -358,8 +372,13 @@ record_pristine() {
   # For purge (uninstall without the journal): the folders our first install creates.
   [ -e "$CONF_DIR/created-dirs" ] || printf '%s\n' "$missing" | sed '/^$/d' > "$CONF_DIR/created-dirs"
   if have nft; then
-    nft list table ip nat >/dev/null 2>&1 || : > "$CONF_DIR/pristine-no-nat-ip"
-    nft list table ip6 nat >/dev/null 2>&1 || : > "$CONF_DIR/pristine-no-nat-ip6"
+    for fam in ip ip6; do
+      if listing=$(nft list table "$fam" nat 2>/dev/null); then
+        printf '%s\n' "$listing" | sed -n -E 's/^[[:space:]]*chain ([A-Za-z0-9_-]+) \{$/\1/p' > "$CONF_DIR/pristine-nat-chains-$fam"
+      else
+        : > "$CONF_DIR/pristine-no-nat-$fam"
+      fi
+    done
   fi
 }
 
@@ -394,6 +413,9 @@ confirm() {
 
 restore_snapshot() {
   dir=$1
+  # Going back to no binding at all: stop it while its script still exists. Its ExecStopPost runs that script;
+  # stopped after the script is gone, systemd keeps the unit as failed (203/EXEC) and the host reports "degraded".
+  if has_systemd && [ ! -e "$dir/files$SCRIPT" ]; then systemctl stop "$UNIT" >/dev/null 2>&1; fi
   managed_files | while read -r f; do
     if [ -e "$dir/files$f" ]; then mkdir -p "$(dirname "$f")" && cp -p "$dir/files$f" "$f"
     elif grep -qxF "$f" "$dir/absent"; then rm -f "$f"; fi
@@ -404,7 +426,9 @@ restore_snapshot() {
   if [ -x "$SCRIPT" ] && [ "$BACKEND" != none ]; then
     "$SCRIPT" activate
   else
-    if has_systemd; then systemctl stop "$UNIT" >/dev/null 2>&1; systemctl daemon-reload; else stop_watchdog; fi
+    if has_systemd; then
+      systemctl stop "$UNIT" >/dev/null 2>&1; systemctl reset-failed "$UNIT" >/dev/null 2>&1; systemctl daemon-reload
+    else stop_watchdog; fi
     remove_all
   fi
   # The folders that did not exist when the snapshot was taken go again (older snapshots have no list).
