@@ -157,12 +157,14 @@ function snapshot(ns: Ns, backend: Backend): string {
 function seedForeign(ns: Ns, backend: Backend): void {
   if (backend === 'nft') {
     ns.ok(['nft', '-f', '-'], { stdin: 'table inet other_fw {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 22 counter accept\n\t}\n}\n' });
+    // kube-proxy's nftables mode keeps its own nat table.
+    ns.ok(['nft', '-f', '-'], { stdin: 'table ip kube-proxy {\n\tchain nat-output {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tjump services\n\t}\n\tchain services {\n\t\tip daddr 198.18.250.10 tcp dport 443 dnat to 198.18.250.20:8443\n\t}\n}\n' });
     return;
   }
   const v = backend === 'iptables-nft' ? 'nft' : 'legacy';
-  // What Docker leaves in nat, plus a filter rule (ufw-like).
+  // What Docker and kube-proxy (iptables mode) leave in nat, plus a filter rule (ufw-like).
   ns.ok([`iptables-${v}-restore`, '-w', '--noflush'], {
-    stdin: '*nat\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n-A DOCKER -i docker0 -j RETURN\nCOMMIT\n*filter\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n',
+    stdin: '*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING\n-A KUBE-SERVICES -d 198.18.250.10/32 -p tcp -m tcp --dport 443 -j DNAT --to-destination 198.18.250.20:8443\nCOMMIT\n*nat\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n-A DOCKER -i docker0 -j RETURN\nCOMMIT\n*filter\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n',
   });
   ns.ok([`ip6tables-${v}-restore`, '-w', '--noflush'], { stdin: '*nat\n:DOCKER - [0:0]\n-A OUTPUT -j DOCKER\nCOMMIT\n' });
 }
