@@ -2,8 +2,9 @@
 // injected), for the safety properties: connection cap, backpressure, idle timeout, upstream failure, drain,
 // extra health routes, forge cache. The netfilter path is covered by intercept.test.ts.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { type AddressInfo, type Server, type Socket, connect as netConnect } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { type AddressInfo, type Server, type Socket, connect as netConnect, createServer as createNetServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type TLSSocket, connect as tlsConnect, createServer as tlsServer } from 'node:tls';
 import { validateConfig } from '../../agent/src/config/schema';
@@ -37,12 +38,19 @@ describe('agent relay safety (in-process, loopback)', { skip }, () => {
     const leaf = pki.leaf('relay.epag.test', 'DNS:relay.epag.test', 'lab');
     // /flood writes until backpressure says stop (counting what it got rid of); /hangup dies mid-response; anything
     // else echoes lines.
-    upstream = tlsServer({ cert: readFileSync(leaf.cert), key: readFileSync(leaf.key), ALPNProtocols: ['http/1.1'] }, (s) => {
+    // allowHalfOpen: after the client's FIN (close_notify) the upstream may still answer (/halfclose).
+    upstream = tlsServer({ cert: readFileSync(leaf.cert), key: readFileSync(leaf.key), ALPNProtocols: ['http/1.1'], allowHalfOpen: true }, (s) => {
       serverSockets.add(s);
       s.on('close', () => serverSockets.delete(s));
       s.on('error', () => {});
+      // Half-open only for /halfclose; everywhere else the client's FIN closes our side too, as by default.
+      let halfClose = false;
+      s.once('end', () => {
+        if (!halfClose) s.end();
+      });
       s.once('data', (d) => {
         const line = d.toString();
+        halfClose = line.startsWith('halfclose');
         if (line.startsWith('flood')) {
           const chunk = Buffer.alloc(64 * 1024, 120);
           const pump = () => {
@@ -51,6 +59,11 @@ describe('agent relay safety (in-process, loopback)', { skip }, () => {
           };
           s.on('drain', pump);
           pump();
+        } else if (line.startsWith('halfclose')) {
+          // Answers only once the client has finished sending (its half-close reached us through the agent).
+          let received = d.length;
+          s.on('data', (more) => (received += more.length));
+          s.on('end', () => s.end(`after your FIN: ${received} bytes\n`));
         } else if (line.startsWith('hangup')) {
           s.write('partial');
           setTimeout(() => s.destroy(), 50);
@@ -145,6 +158,56 @@ describe('agent relay safety (in-process, loopback)', { skip }, () => {
     c.write('hangup\n');
     await closed(c);
     assert.equal(got, 'partial');
+  });
+
+  it('half-close: the client ends its side, the upstream still answers, and the answer reaches the client', async () => {
+    const c = await client();
+    let got = '';
+    c.on('data', (d) => (got += d));
+    c.on('error', () => {});
+    c.write('halfclose\n');
+    c.write('more bytes\n');
+    c.end();
+    await closed(c);
+    assert.equal(got, `after your FIN: ${'halfclose\n'.length + 'more bytes\n'.length} bytes\n`);
+  });
+
+  it('a truncated ClientHello and a client gone mid-handshake are counted, and leave no socket behind', async () => {
+    // A real ClientHello, captured from node's TLS client by a plain TCP listener.
+    let grabbing: TLSSocket | undefined;
+    const hello = await new Promise<Buffer>((resolve) => {
+      const grab = createNetServer((s) => s.once('data', (d) => { resolve(d); s.destroy(); grab.close(); }));
+      grab.listen(0, '127.0.0.1', () => {
+        grabbing = tlsConnect({ host: '127.0.0.1', port: (grab.address() as AddressInfo).port, servername: 'relay.epag.test' });
+        grabbing.on('error', () => {});
+      });
+    });
+    grabbing?.destroy();
+    if (grabbing) await closed(grabbing);
+    const fdList = () => readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`); } catch { return '?'; } });
+    const fds = () => fdList().length;
+    await sleep(200);
+    const fdsBefore = fds();
+    const listBefore = fdList();
+    const before = agent.counters.snapshot();
+    // Half a ClientHello, then the client closes: counted as an invalid hello.
+    const truncated = netConnect(agentPort, '127.0.0.1', () => truncated.end(hello.subarray(0, Math.floor(hello.length / 2))));
+    truncated.on('error', () => {});
+    await closed(truncated);
+    // A whole ClientHello, then the client vanishes (reset) before the agent's answer: the upstream side is dropped.
+    const vanished = netConnect(agentPort, '127.0.0.1', () => {
+      vanished.write(hello);
+      setTimeout(() => vanished.resetAndDestroy(), 5);
+    });
+    vanished.on('error', () => {});
+    await closed(vanished);
+    // Both ends live in this process (the upstream server too): give the closes a moment to settle.
+    for (let i = 0; i < 100 && fds() !== fdsBefore; i++) await sleep(100);
+    const after = agent.counters.snapshot();
+    assert.equal(after.client_hello_invalid, before.client_hello_invalid + 1);
+    assert.equal(after.client_handshake_failed, before.client_handshake_failed + 1, 'the client gone mid-handshake is counted');
+    assert.equal(agent.counters.activeConnections, 0);
+    assert.equal(fds(), fdsBefore, `no socket left behind: before ${listBefore.join(' ')}; after ${fdList().join(' ')}; ss: ${execFileSync('ss', ['-tanp']).toString().split('\n').filter((l) => l.includes(`pid=${process.pid},`)).join(' | ')}`);
   });
 
   it('idle connections are closed and counted', async () => {

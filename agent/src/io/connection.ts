@@ -56,6 +56,8 @@ class ProxyConnection {
   private readonly src: string;
   /** How many loop relays this connection is: it relays our own upstream connection that came back (see decide()). */
   private loopRelays = 0;
+  /** We are closing the sockets ourselves (failure, refusal, drain): their closing is not the client's doing. */
+  private closing = false;
 
   constructor(
     private readonly raw: Socket,
@@ -445,6 +447,7 @@ class ProxyConnection {
   }
 
   destroyAll(): void {
+    this.closing = true;
     this.clearHandshakeTimer();
     this.client?.destroy();
     this.upstream?.destroy();
@@ -454,7 +457,12 @@ class ProxyConnection {
   private markClientClosed(): void {
     if (this.clientClosed) return;
     this.clientClosed = true;
-    // The client went away before the relay started: do not keep the upstream waiting.
+    // The client went away before the relay started (mid-handshake, e.g. a reset) without us closing it: counted,
+    // and the upstream is not kept waiting.
+    if (!this.relaying && !this.closing && this.outcome === 'pending') {
+      this.fail('client_handshake_failed', 'the client went away before the handshake completed');
+      return;
+    }
     if (!this.relaying) this.upstream?.destroy();
     if (this.upstreamClosed) this.finish();
   }
