@@ -18,12 +18,19 @@ test('fresh host: upload, then switch current; nothing to prune', () => {
   const step = upload.steps[0]!;
   assert.ok(step.kind === 'run' && step.stdin === 'H4sI');
   assert.ok(step.kind === 'run' && step.argv.at(-1)!.includes(`${'b'.repeat(64)}  prebuilds/linux-x64/origdst.node\n`));
-  assert.deepEqual(upload.undo, [{ kind: 'run', argv: ['rm', '-rf', '--', '/opt/epoch-agent/releases/0.2.0'] }]);
+  // No /opt/epoch-agent before: undo removes the release, then releases/ and the home the upload created (once empty).
+  const undo = upload.undo?.[0];
+  assert.ok(undo?.kind === 'run' && undo.argv.slice(-3).join(' ') === '/opt/epoch-agent/releases/0.2.0 /opt/epoch-agent/releases /opt/epoch-agent', JSON.stringify(upload.undo));
   const sw = changes[1]!;
   assert.ok(sw.steps[0]!.kind === 'run' && sw.steps[0]!.argv.slice(-3).join(' ') === '/opt/epoch-agent releases/0.2.0 ');
   // Undo removes both links (there were none) and restarts a running agent.
   assert.ok(sw.undo![0]!.kind === 'run' && sw.undo![0]!.argv.slice(-2).join('|') === '|');
   assert.ok(sw.undo![1]!.kind === 'run' && sw.undo![1]!.argv.includes('epoch-agent.service'));
+});
+
+test('a new release beside others (the home exists): its undo removes only that release', () => {
+  const changes = planRelease(params, facts({ home: true, current: '0.1.0', releases: ['0.1.0'] }));
+  assert.deepEqual(changes[0]!.undo, [{ kind: 'run', argv: ['rm', '-rf', '--', '/opt/epoch-agent/releases/0.2.0'] }]);
 });
 
 test('already converged twin: same sums, current on it, within keep: no changes', () => {

@@ -151,7 +151,7 @@ export function planRelease(params: AgentReleaseParams, facts: AgentReleaseFacts
   const changes: Change[] = [];
   const present = remote.releases.includes(target);
   if (artifact && artifact.version === target) {
-    if (!sumsMatch(artifact.expectedSums, remote.targetSums)) changes.push(uploadChange(artifact, present, remote.targetSums));
+    if (!sumsMatch(artifact.expectedSums, remote.targetSums)) changes.push(uploadChange(artifact, present, remote.targetSums, remote.home === true));
   } else if (!present) {
     throw new ReleaseError(`release ${target} is not on the host (it has ${remote.releases.filter((r) => versionPattern.test(r) && !isLeftover(r)).join(', ') || 'none'}) and the artifact is another version`);
   }
@@ -210,7 +210,13 @@ mv -T "$tmp" "$dst"
 if [ -n "$old" ]; then rm -rf "$old"; fi
 `;
 
-function uploadChange(artifact: NonNullable<AgentReleaseFacts['artifact']>, present: boolean, remoteSums: Record<string, string>): Change {
+// Undo of a first push: the upload's `mkdir -p` created releases/ and the home itself; they go again once empty
+// (whatever else lived under the home was created later in the same run, and its undo ran first).
+const removeFirstReleaseScript = `rm -rf -- "$1"
+for d in "$2" "$3"; do [ -d "$d" ] && rmdir --ignore-fail-on-non-empty -- "$d"; done
+exit 0`;
+
+function uploadChange(artifact: NonNullable<AgentReleaseFacts['artifact']>, present: boolean, remoteSums: Record<string, string>, homeExisted: boolean): Change {
   const dir = releaseDir(artifact.version);
   const bytes = Math.ceil((artifact.tarballBase64.length * 3) / 4);
   return {
@@ -227,8 +233,13 @@ function uploadChange(artifact: NonNullable<AgentReleaseFacts['artifact']>, pres
         timeoutMs: 300_000,
       },
     ],
-    // A fresh release can simply go; a damaged one we replaced is not worth restoring.
-    undo: present ? [] : [{ kind: 'run', argv: ['rm', '-rf', '--', dir] }],
+    // A fresh release can simply go; a damaged one we replaced is not worth restoring. On a host that had no
+    // /opt/epoch-agent, the folders the upload created go too, so a rolled-back first install leaves nothing.
+    undo: present
+      ? []
+      : homeExisted
+        ? [{ kind: 'run', argv: ['rm', '-rf', '--', dir] }]
+        : [{ kind: 'run', argv: ['sh', '-c', removeFirstReleaseScript, 'epoch-release-unpush', dir, releasesDir, agentHome] }],
   };
 }
 

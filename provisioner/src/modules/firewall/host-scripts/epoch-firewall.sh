@@ -460,6 +460,10 @@ undo() {
 }
 
 purge() {
+  # An auto-revert still armed by an interrupted run (killed before its confirm) would fire after this removal and
+  # act on whatever is installed by then, e.g. revert a reinstall made within its window. Disarm it as confirm does;
+  # its snapshot stays for `undo` of that run.
+  confirm > /dev/null
   deactivate
   created=$(cat "$CONF_DIR/created-dirs" 2>/dev/null)
   managed_files | while read -r f; do rm -f "$f"; done
