@@ -1,4 +1,5 @@
 // All host facts in ONE round trip: a POSIX sh script prints delimited sections, pure parsers read them.
+import { identityFunction } from './binary-identity';
 import { FactParseError } from './fact-parse-error';
 import { type EpochState, journalDir, parseEpochState } from './epoch-state';
 import { decideFirewallBackend, type FirewallFacts } from './firewall-backend';
@@ -23,6 +24,7 @@ export interface HostFacts {
 // every host of every run: IPv4 tables only (enough to tell the backends apart and to see docker/kube-proxy/ufw
 // chains), plain iptables-save only where the -legacy/-nft variants do not exist (iptables < 1.8).
 export const hostFactsScript = `
+${identityFunction}
 probe() { name=$1; tool=$2; shift 2
   if command -v "$tool" >/dev/null 2>&1; then echo "@@epoch:$name@@"; "$@" 2>&1; else echo "@@epoch:$name:absent@@"; fi; }
 echo '@@epoch:os-release@@'; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
@@ -36,7 +38,8 @@ command -v iptables-legacy-save >/dev/null 2>&1 || probe iptables-save iptables-
 probe nft-tables nft nft list tables
 echo '@@epoch:processes@@'; cat /proc/[0-9]*/comm 2>/dev/null
 if [ -r /etc/ufw/ufw.conf ]; then echo '@@epoch:ufw-conf@@'; cat /etc/ufw/ufw.conf; else echo '@@epoch:ufw-conf:absent@@'; fi
-probe node node node --version
+# node's version comes from the controller cache while the binary's identity holds (gather-host-facts.ts).
+if p=$(command -v node 2>/dev/null); then echo '@@epoch:node-identity@@'; echo "path=$p"; epoch_identity "$p"; else echo '@@epoch:node:absent@@'; fi
 if [ -L /opt/epoch-agent/current ]; then echo '@@epoch:agent-current@@'; readlink /opt/epoch-agent/current; else echo '@@epoch:agent-current:absent@@'; fi
 if [ -d ${journalDir} ]; then echo '@@epoch:journal@@'; ls -1 ${journalDir}; else echo '@@epoch:journal:absent@@'; fi
 echo '@@epoch:end@@'

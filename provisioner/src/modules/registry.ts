@@ -18,7 +18,8 @@ export interface RegisteredModule extends AnyModule {
   /**
    * The runner runs this task over a NEW connection to the host, closed afterwards: a confirmation that proves the
    * controller can still reach the host after a change (commit-confirmed firewall rules) must not ride on the
-   * connection that existed before the change.
+   * connection that existed before the change. When its read-only gather and plan over the shared connection find
+   * nothing to do (nothing armed), the task is ok without opening one.
    */
   readonly freshConnection?: boolean;
   /** Lines worth showing for this host even when nothing changed (a CA fingerprint, a trust-coverage report). */

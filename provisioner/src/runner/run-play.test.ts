@@ -211,3 +211,21 @@ test('a freshConnection module runs over a new connection, not the shared one', 
   assert.equal(p.transports.get('h1')?.files.get('/etc/c')?.content, 'v2');
   assert.equal(p.transports.get('h1')?.files.has('/etc/confirmed'), false);
 });
+
+test('a converged freshConnection task opens no new connection: its read-only check runs on the shared one', async () => {
+  const p = play(1, {
+    tasks: [{ name: 'confirm', module: 'test_confirm', params: { path: '/etc/confirmed', content: 'yes' } }],
+  });
+  await runPlay(p.options);
+  assert.deepEqual(p.fresh, ['h1'], 'work to do: a new connection');
+  assert.equal(p.transports.get('h1')?.files.has('/etc/confirmed'), false, 'and applied over it, not the shared one');
+  const again = play(1, {
+    tasks: [
+      { name: 'conf', module: 'test_file', params: { path: '/etc/confirmed', content: 'yes' } },
+      { name: 'confirm', module: 'test_confirm', params: { path: '/etc/confirmed', content: 'yes' } },
+    ],
+  });
+  await runPlay(again.options);
+  assert.deepEqual(again.fresh, [], 'nothing to confirm: no new connection');
+  assert.ok(again.events.some((e) => e.type === 'task-result' && e.task === 'confirm' && e.status === 'ok'));
+});

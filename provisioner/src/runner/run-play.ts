@@ -168,9 +168,16 @@ async function runHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, re
         continue;
       }
       const options = { check: o.check, diff: o.diff, earlier };
-      const outcome = module.freshConnection
-        ? await withFreshConnection(o, host, (fresh) => runTask({ ...context, transport: fresh }, module, params, task.name, journal.via(fresh), options))
-        : await runTask(context, module, params, task.name, journal, options);
+      // A freshConnection task proves a NEW connection works before it changes anything (confirming a firewall
+      // change). With nothing to change there is nothing to prove: its read-only gather and plan over the shared
+      // connection say so, and the new connection (a full SSH handshake) is opened only when there is work.
+      const converged = module.freshConnection && !o.check ? await runTask(context, module, params, task.name, journal, { ...options, check: true }) : null;
+      const outcome =
+        converged?.status === 'ok'
+          ? converged
+          : module.freshConnection
+            ? await withFreshConnection(o, host, (fresh) => runTask({ ...context, transport: fresh }, module, params, task.name, journal.via(fresh), options))
+            : await runTask(context, module, params, task.name, journal, options);
       if (o.check && outcome.changes.length > 0) earlier.set(module.name, [...(earlier.get(module.name) ?? []), ...outcome.changes.map((c) => c.id)]);
       recap.ok += 1;
       if (outcome.status === 'changed') {

@@ -24,7 +24,7 @@ import {
   unitPath,
   waitHealthyScript,
 } from './layout';
-import { type HostRuntimeFacts, minimumNodeVersion, parseRuntimeProbe, runtimeProbeArgv, usableNode } from './node-runtime';
+import { type HostRuntimeFacts, minimumNodeVersion, probeRuntime, usableNode } from './node-runtime';
 import { missingNodeMessage, PreflightError } from './preflight';
 import { supervisorSource } from './supervisor-script';
 import { nologin, removeUserSteps, userComment, userChanges } from './agent-user';
@@ -98,7 +98,10 @@ if [ -d /run/systemd/system ]; then
 fi
 if [ -x /opt/epoch-agent/libexec/epoch-agent-supervise.sh ] && /opt/epoch-agent/libexec/epoch-agent-supervise.sh status > /dev/null 2>&1; then echo supervisor=running; fi
 echo "current_manifest=$(base64 -w0 < /opt/epoch-agent/current/manifest.json 2>/dev/null)"
-if [ -n "$node" ]; then echo "health=$(timeout 5 "$node" -e "$healthjs" "$hhost" "$hport" 2>/dev/null | base64 -w0)"; fi
+# One HTTP request with a short timeout: curl when the host has it (no process start to speak of), else node.
+case $hhost in *:*) hurl="http://[$hhost]:$hport/healthz" ;; *) hurl="http://$hhost:$hport/healthz" ;; esac
+if command -v curl > /dev/null 2>&1; then echo "health=$(curl -s --noproxy '*' --connect-timeout 2 --max-time 3 "$hurl" 2>/dev/null | base64 -w0)"
+elif [ -n "$node" ]; then echo "health=$(timeout 5 "$node" -e "$healthjs" "$hhost" "$hport" 2>/dev/null | base64 -w0)"; fi
 exit 0
 `;
 
@@ -169,9 +172,7 @@ export const agentService: ProvisionModule<AgentServiceParams, AgentServiceFacts
   name: 'agent_service',
   params: agentServiceParams,
   async gather(host: HostContext, params: AgentServiceParams): Promise<AgentServiceFacts> {
-    const rt = await host.transport.exec(runtimeProbeArgv, { timeoutMs: 30_000 });
-    if (rt.exitCode !== 0) throw new PreflightError(`runtime probe \`${rt.command}\` exited ${rt.exitCode}: ${rt.stderr.trim()}`);
-    const runtime = parseRuntimeProbe(rt.stdout);
+    const runtime = await probeRuntime(host.transport, host.name, (message) => new PreflightError(message));
     const nodePath = params.node_path ?? usableNode(runtime.nodes, params.min_node_version)?.path ?? '';
     const statPaths = [configDir, stateDir, libexecDir, ...keyFilesOf(renderAgentConfig(params))];
     const r = await host.transport.exec(serviceProbeArgv(nodePath, params.health, statPaths), { timeoutMs: 60_000 });

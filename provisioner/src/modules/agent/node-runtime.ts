@@ -1,5 +1,8 @@
 // Finding a Node runtime on a host that can run the agent bundle (built for node18), and parsing what the probe says.
 import type { Argv } from '../../core/change';
+import type { Transport } from '../../transport/transport';
+import { identityFunction, parseIdentityLines } from '../../facts/binary-identity';
+import { cacheKeyForNode, nodeVersions } from '../../facts/node-version-cache';
 import { pushedNodePath } from './layout';
 
 export const minimumNodeVersion = '18.19.0';
@@ -26,8 +29,11 @@ export interface HostRuntimeFacts {
 /** Names tried in order: Debian ships `node` (and `nodejs`), EL9's module stream ships `node`; last our pushed copy. */
 export const nodeCandidates = ['node', 'nodejs', pushedNodePath] as const;
 
-// One read-only call: architecture, libc, distro, init system, and every Node candidate with its version.
+// One read-only call: architecture, libc, distro, init system, and every Node candidate with its identity (see
+// binary-identity.ts). Versions come from the controller cache while a binary's identity holds; only the others are
+// started (`--version`, versionScript), in a second call.
 const probeScript = `
+${identityFunction}
 echo "machine=$(uname -m)"
 echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc //p')"
 ( . /etc/os-release 2>/dev/null; echo "os_id=\${ID:-}"; echo "os_id_like=\${ID_LIKE:-}"; echo "os_version_id=\${VERSION_ID:-}" )
@@ -35,12 +41,75 @@ if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi
 for c in "$@"; do
   p=$(command -v "$c" 2>/dev/null) || continue
   case $p in /*) ;; *) continue ;; esac
-  v=$(timeout 10 "$p" --version 2>/dev/null) || v=
-  echo "node=$p \${v:-unrunnable}"
+  echo "node=$p"
+  epoch_identity "$p" | sed 's/^/nodeid=/'
 done
 `;
 
 export const runtimeProbeArgv: Argv = ['sh', '-c', probeScript, 'epoch-runtime-probe', ...nodeCandidates];
+
+// Args: node binaries. Each distinct binary runs once: Debian's nodejs is a symlink to node, so its version is node's
+// (a node start is 0.1-0.4 s of CPU on a busy host).
+const versionScript = `set -f; seen=
+for p in "$@"; do
+  r=$(readlink -f -- "$p" 2>/dev/null) || r=
+  v= known=
+  case $r in /*[[:space:]]*|'') ;; /*) for s in $seen; do case $s in "$r=="*) v=\${s#"$r=="}; known=yes ;; esac; done ;; esac
+  if [ -z "$known" ]; then
+    v=$(timeout 10 "$p" --version 2>/dev/null) || v=
+    case $r$v in *[[:space:]]*) ;; /*) seen="$seen $r==$v" ;; esac
+  fi
+  echo "node=$p \${v:-unrunnable}"
+done
+`;
+
+export const nodeVersionArgv = (paths: readonly string[]): Argv => ['sh', '-c', versionScript, 'epoch-node-version', ...paths];
+
+/** The identity lines the probe printed for each candidate path (`nodeid=` lines after its `node=` line). */
+export function parseRuntimeIdentities(stdout: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let current: string[] | null = null;
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('node=')) {
+      const path = line.slice(5).trim();
+      current = path.includes(' ') ? null : [];
+      if (current) out.set(path, current);
+    } else if (line.startsWith('nodeid=') && current) current.push(line.slice(7));
+  }
+  return out;
+}
+
+/**
+ * The host's runtime facts: the probe, then `--version` only for candidates whose identity is not in the cache (or
+ * is incomplete). `fail` makes the error the caller reports (its own error class).
+ */
+export async function probeRuntime(transport: Transport, host: string, fail: (message: string) => Error): Promise<HostRuntimeFacts> {
+  const r = await transport.exec(runtimeProbeArgv, { timeoutMs: 30_000 });
+  if (r.exitCode !== 0) throw fail(`runtime probe \`${r.command}\` exited ${r.exitCode}: ${r.stderr.trim()}`);
+  const facts = parseRuntimeProbe(r.stdout);
+  const identities = parseRuntimeIdentities(r.stdout);
+  const misses: { node: NodeCandidate; key: string | null }[] = [];
+  for (const node of facts.nodes) {
+    const lines = identities.get(node.path);
+    if (!lines) continue; // a `node=PATH VERSION` line: already known
+    const id = parseIdentityLines(lines);
+    const key = id.lines ? cacheKeyForNode(host, node.path, id.lines) : null;
+    const hit = key ? nodeVersions.peek(key) : null;
+    if (hit) node.version = hit.version;
+    else misses.push({ node, key });
+  }
+  if (misses.length === 0) return facts;
+  const v = await transport.exec(nodeVersionArgv(misses.map((m) => m.node.path)), { timeoutMs: 30_000 });
+  if (v.exitCode !== 0) throw fail(`node version probe \`${v.command}\` exited ${v.exitCode}: ${v.stderr.trim()}`);
+  const versions = new Map(parseRuntimeProbe(v.stdout).nodes.map((n) => [n.path, n.version]));
+  for (const m of misses) {
+    const version = versions.get(m.node.path) ?? null;
+    m.node.version = version;
+    // Only a version is remembered; a binary that did not run is asked again next time.
+    if (version && m.key) await nodeVersions.get(m.key, async () => ({ version }));
+  }
+  return facts;
+}
 
 export function parseRuntimeProbe(stdout: string): HostRuntimeFacts {
   const facts: HostRuntimeFacts = { machine: '', glibc: null, osId: '', osIdLike: [], osVersionId: '', systemd: false, nodes: [] };

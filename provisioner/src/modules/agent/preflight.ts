@@ -14,8 +14,7 @@ import {
   isRhelFamily,
   minimumNodeVersion,
   nodeArchOf,
-  parseRuntimeProbe,
-  runtimeProbeArgv,
+  probeRuntime,
   usableNode,
 } from './node-runtime';
 
@@ -48,9 +47,7 @@ export const agentPreflight: ProvisionModule<PreflightParams, PreflightFacts> = 
   name: 'agent_preflight',
   params: preflightParams,
   async gather(host: HostContext, params: PreflightParams): Promise<PreflightFacts> {
-    const r = await host.transport.exec(runtimeProbeArgv, { timeoutMs: 30_000 });
-    if (r.exitCode !== 0) throw new PreflightError(`runtime probe \`${r.command}\` exited ${r.exitCode}: ${r.stderr.trim()}`);
-    const runtime = parseRuntimeProbe(r.stdout);
+    const runtime = await probeRuntime(host.transport, host.name, (message) => new PreflightError(message));
     const needsPush = params.push_node && usableNode(runtime.nodes, params.min_node_version) === null;
     return { runtime, controllerNode: needsPush ? loadControllerNode() : null };
   },

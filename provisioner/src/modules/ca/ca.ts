@@ -11,7 +11,21 @@ import type { Change, Step } from '../../core/change';
 import type { HostContext, ProvisionModule } from '../module';
 import { tryRestartStep } from '../try-restart';
 import { parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
-import { bundleTrusts, hostCommandPath, hostFileSha256, hostFileStat, readHostDir, readHostFile } from './host-files';
+import {
+  type BatchProbe,
+  bundleTrusts,
+  commandPathArgv,
+  commandPathFrom,
+  dirFrom,
+  fileFrom,
+  probeAll,
+  readDirArgv,
+  readFileArgv,
+  sha256Argv,
+  sha256From,
+  statArgv,
+  statFrom,
+} from './host-files';
 import { defaultCaCertPath, defaultCaKeyPath, defaultMinValidDays, loadCaMaterial, normalisePem } from './params';
 
 const agentEntry = '/opt/epoch-agent/current/epoch-agent.cjs';
@@ -101,29 +115,57 @@ export const caModule: ProvisionModule<CaParams, CaFacts> & {
 
   async gather(host: HostContext, params: CaParams): Promise<CaFacts> {
     const t = host.transport;
+    // Every read-only probe in one round trip: the files, the folders above them, the agent's runtime.
+    const probes: BatchProbe[] = [];
+    const add = (argv: BatchProbe['argv']) => probes.push({ argv }) - 1;
+    const cert = add(readFileArgv(params.cert_path));
+    const certStat = add(statArgv(params.cert_path));
+    const keyStat = add(statArgv(params.key_path));
+    const keySha = add(sha256Argv(params.key_path));
+    const backup = add(statArgv(`${params.key_path}.epoch-prev`));
+    const dirProbes: { dir: string; stat: number; list: number | null }[] = [];
+    for (const path of [params.cert_path, params.key_path]) {
+      for (let dir = dirOf(path); dir !== '/' && !dirProbes.some((d) => d.dir === dir); dir = dirOf(dir)) {
+        dirProbes.push({ dir, stat: add(statArgv(dir)), list: productDir(dir) ? add(readDirArgv(dir)) : null });
+      }
+    }
+    const perHostRuntime = params.state === 'present' && params.mode === 'per-host' && !params.agent_command;
+    const runtime = perHostRuntime
+      ? { node: add(commandPathArgv('node')), nodejs: add(commandPathArgv('nodejs')), pushed: add(statArgv(pushedNode)), entry: add(statArgv(agentEntry)) }
+      : null;
+    const rotating = params.state === 'present' && params.rotate_from && params.material;
+    const osRelease = rotating ? add(readFileArgv('/etc/os-release')) : -1;
+    const r = await probeAll(t, probes);
+    const at = (i: number) => r[i]!;
+
+    const dirs: Record<string, string[] | null> = {};
+    for (const d of dirProbes) {
+      if (statFrom(at(d.stat), d.dir) === null) dirs[d.dir] = null;
+      else dirs[d.dir] = d.list === null ? [] : dirFrom(at(d.list), d.dir);
+    }
     const facts: CaFacts = {
       host: host.name,
-      certPem: await readHostFile(t, params.cert_path),
-      certStat: await hostFileStat(t, params.cert_path),
-      keyStat: await hostFileStat(t, params.key_path),
-      keySha256: await hostFileSha256(t, params.key_path),
-      backupPresent: (await hostFileStat(t, `${params.key_path}.epoch-prev`)) !== null,
+      certPem: fileFrom(at(cert), params.cert_path),
+      certStat: statFrom(at(certStat), params.cert_path),
+      keyStat: statFrom(at(keyStat), params.key_path),
+      keySha256: sha256From(at(keySha), params.key_path),
+      backupPresent: statFrom(at(backup), `${params.key_path}.epoch-prev`) !== null,
       agentArgv: null,
       bundleTrustsNew: null,
       now: Date.now(),
-      dirs: await gatherDirs(t, [params.cert_path, params.key_path]),
+      dirs,
     };
     if (params.state === 'present' && params.mode === 'per-host') {
       if (params.agent_command) facts.agentArgv = [...params.agent_command];
-      else {
+      else if (runtime) {
         // The same order the agent module picks its runtime in: the distro's node, then our pushed copy.
-        const node = (await hostCommandPath(t, 'node')) ?? (await hostCommandPath(t, 'nodejs')) ?? ((await hostFileStat(t, pushedNode)) !== null ? pushedNode : null);
+        const node = commandPathFrom(at(runtime.node)) ?? commandPathFrom(at(runtime.nodejs)) ?? (statFrom(at(runtime.pushed), pushedNode) !== null ? pushedNode : null);
         facts.nodePath = node;
-        if (node && (await hostFileStat(t, agentEntry)) !== null) facts.agentArgv = [node, agentEntry];
+        if (node && statFrom(at(runtime.entry), agentEntry) !== null) facts.agentArgv = [node, agentEntry];
       }
     }
-    if (params.state === 'present' && params.rotate_from && params.material) {
-      const os = parseOsRelease((await readHostFile(t, '/etc/os-release')) ?? '');
+    if (rotating && params.material) {
+      const os = parseOsRelease(fileFrom(at(osRelease), '/etc/os-release') ?? '');
       facts.bundleTrustsNew = await bundleTrusts(t, trustLayout(trustFamilyOf(os)).bundleFile, params.material.certPem);
     }
     return facts;
@@ -196,17 +238,6 @@ export function missingDirs(dirs: Record<string, string[] | null>): string[] {
 /** rmdir each folder that still exists and is empty (a folder someone filled meanwhile stays). */
 function rmdirStep(dirs: readonly string[]): Step {
   return { kind: 'run', argv: ['sh', '-c', 'for d; do [ -d "$d" ] && rmdir --ignore-fail-on-non-empty -- "$d"; done; exit 0', 'epoch-rmdir', ...dirs] };
-}
-
-async function gatherDirs(t: HostContext['transport'], paths: readonly string[]): Promise<Record<string, string[] | null>> {
-  const dirs: Record<string, string[] | null> = {};
-  for (const path of paths) {
-    for (let dir = dirOf(path); dir !== '/' && !(dir in dirs); dir = dirOf(dir)) {
-      if ((await hostFileStat(t, dir)) === null) dirs[dir] = null;
-      else dirs[dir] = productDir(dir) ? ((await readHostDir(t, dir)) ?? null) : [];
-    }
-  }
-  return dirs;
 }
 
 function planPerHost(p: CaParams, f: CaFacts): Change[] {

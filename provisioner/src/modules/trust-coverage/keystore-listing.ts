@@ -4,9 +4,7 @@
 // concurrent hosts with the same cacerts wait for one keytool call (single flight), and a small controller-side cache
 // (aliases and SHA-256 fingerprints, nothing secret) lets later runs skip the JVM while the file is unchanged.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { controllerCacheDir, ProbeCache } from '../../facts/probe-cache';
 
 export interface KeystoreListing {
   aliases: string[];
@@ -26,17 +24,17 @@ function isListing(v: unknown): v is KeystoreListing {
   return typeof o === 'object' && o !== null && Array.isArray(o.aliases) && Array.isArray(o.sha256) && [...o.aliases, ...o.sha256].every((s) => typeof s === 'string');
 }
 
-export function defaultKeystoreCacheDir(): string {
-  const xdg = process.env.XDG_CACHE_HOME;
-  const base = xdg?.startsWith('/') ? xdg : join(homedir(), '.cache');
-  return join(base, 'epoch-provision', 'keystore-listings');
+export function defaultKeystoreCacheDir(): string | null {
+  return controllerCacheDir('keystore-listings');
 }
 
 export class KeystoreListingCache {
-  private readonly inFlight = new Map<string, Promise<KeystoreListing>>();
+  private readonly cache: ProbeCache<KeystoreListing>;
 
   /** dir null: in-memory single flight only. */
-  constructor(private readonly dir: string | null) {}
+  constructor(dir: string | null) {
+    this.cache = new ProbeCache(dir, isListing);
+  }
 
   /** The key covers the content and the password (a wrong password must still fail as keytool fails). */
   static key(contentSha256: string, storepass: string): string {
@@ -45,49 +43,9 @@ export class KeystoreListingCache {
 
   /** The listing for this content: from a call in flight, the cache, or `list()` (whose result is then cached). */
   get(contentSha256: string, storepass: string, list: () => Promise<KeystoreListing>): Promise<KeystoreListing> {
-    const key = KeystoreListingCache.key(contentSha256, storepass);
-    const pending = this.inFlight.get(key);
-    // Another host's call failing (its connection, its timeout) is not this host's error: list again for ourselves.
-    if (pending) return pending.catch(() => this.get(contentSha256, storepass, list));
-    const cached = this.read(key);
-    if (cached) return Promise.resolve(cached);
-    const p = list().then(
-      (listing) => {
-        this.write(key, listing);
-        this.inFlight.delete(key);
-        return listing;
-      },
-      (err: unknown) => {
-        this.inFlight.delete(key); // a failure is not remembered: the next caller runs keytool again
-        throw err;
-      },
-    );
-    this.inFlight.set(key, p);
-    return p;
-  }
-
-  private read(key: string): KeystoreListing | null {
-    if (!this.dir) return null;
-    try {
-      const v: unknown = JSON.parse(readFileSync(join(this.dir, `${key}.json`), 'utf8'));
-      return isListing(v) ? v : null;
-    } catch {
-      return null; // absent or unreadable: list again
-    }
-  }
-
-  private write(key: string, listing: KeystoreListing): void {
-    if (!this.dir) return;
-    try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      const tmp = join(this.dir, `.${key}.${process.pid}.tmp`);
-      writeFileSync(tmp, `${JSON.stringify(listing)}\n`, { mode: 0o644 });
-      renameSync(tmp, join(this.dir, `${key}.json`));
-    } catch {
-      // A cache that cannot be written only costs the next run a keytool call.
-    }
+    return this.cache.get(KeystoreListingCache.key(contentSha256, storepass), list);
   }
 }
 
 /** One per controller process: hosts gathered concurrently share its in-flight listings. */
-export const keystoreListings = new KeystoreListingCache(process.env.EPOCH_PROVISION_NO_CACHE === '1' ? null : defaultKeystoreCacheDir());
+export const keystoreListings = new KeystoreListingCache(defaultKeystoreCacheDir());

@@ -15,11 +15,13 @@ import { z } from 'zod';
 import { createCa } from '../../ca/create';
 import { certFingerprint } from '../../ca/material';
 import type { Change, Step } from '../../core/change';
-import { bundleTrusts, hostCommandPath, probe, readHostFile } from '../ca/host-files';
+import type { ExecResult } from '../../transport/transport';
+import { type BatchProbe, bundleTrustsFrom, bundleTrustsProbe, commandPathArgv, commandPathFrom, fileFrom, probe, probeAll, readFileArgv } from '../ca/host-files';
 import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
 import type { HostContext, ProvisionModule } from '../module';
 import { parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
 import { keystoreListings, parseKeytoolList } from './keystore-listing';
+import { isNodeProbeResult, type NodeProbeResult, nodeIdentityArgv, nodeProbeKey, nodeProbeResults, parseNodeIdentity } from './node-probe-cache';
 
 export const envDropInPath = '/etc/systemd/system.conf.d/epoch-provision-ca.conf';
 
@@ -98,6 +100,43 @@ export interface TrustCoverageFacts {
 const nodeStoreChild = `const tls=require('tls');let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const {cert,key}=JSON.parse(s);const srv=tls.createServer({cert,key},c=>c.end());srv.listen(0,'127.0.0.1',()=>{const c=tls.connect({port:srv.address().port,host:'127.0.0.1',checkServerIdentity:()=>undefined},()=>{console.log('trusted');c.destroy();srv.close()});c.on('error',e=>{console.log('untrusted '+e.code);srv.close()})})})`;
 export const nodeProbe = `const fs=require('fs'),os=require('os'),path=require('path'),cp=require('child_process'),tls=require('tls');let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const i=JSON.parse(s);const n=x=>x.replace(/\\s+/g,'');const d=fs.mkdtempSync(path.join(os.tmpdir(),'epoch-node-probe-'));try{fs.writeFileSync(path.join(d,'ca.pem'),i.cert);fs.mkdirSync(path.join(d,'certs'));const r=cp.spawnSync(process.execPath,['-e',${JSON.stringify(nodeStoreChild)}],{input:JSON.stringify({cert:i.cert,key:i.key}),env:{...process.env,SSL_CERT_FILE:path.join(d,'ca.pem'),SSL_CERT_DIR:path.join(d,'certs')},encoding:'utf8',timeout:15000});console.log(JSON.stringify({version:process.version,bundled:i.ours!==''&&tls.rootCertificates.some(c=>n(c)===n(i.ours)),system:/^trusted/.test(r.stdout||'')}))}finally{fs.rmSync(d,{recursive:true,force:true})}})`;
 
+// certifi.where() for one python (argv after the script), then where that path resolves to.
+const certifiScript = `w=$("$@") || exit $?
+printf '%s\\n' "$w"
+readlink -f -- "$w" || true`;
+
+// Args: keytool, then extra keystores. The JDK's cacerts is found beside the real keytool; for each keystore its
+// content hash (the keytool listing cache key) and real path; and whether Debian's ca-certificates-java hook is there.
+const keystoreScript = `kt=$1; shift
+real=$(readlink -f -- "$kt")
+case $real in */bin/keytool) cacerts=\${real%/bin/keytool}/lib/security/cacerts ;; *) cacerts=$real ;; esac
+if [ -x /etc/ca-certificates/update.d/jks-keystore ]; then echo hook=yes; else echo hook=no; fi
+for ks in "$cacerts" "$@"; do
+  printf 'store=%s\\n' "$ks"
+  if s=$(sha256sum -- "$ks" 2>/dev/null); then printf 'sha=%s\\n' "\${s%% *}"; else echo sha=; fi
+  printf 'realpath=%s\\n' "$(readlink -f -- "$ks")"
+done`;
+
+export interface KeystoreProbe {
+  debianHook: boolean;
+  stores: { path: string; contentSha256: string | undefined; realPath: string }[];
+}
+
+export function parseKeystoreProbe(r: ExecResult): KeystoreProbe {
+  if (r.exitCode !== 0) throw new Error(`keystore probe \`${r.command}\` exited ${r.exitCode}: ${r.stderr.trim()}`);
+  const out: KeystoreProbe = { debianHook: false, stores: [] };
+  for (const line of r.stdout.split('\n')) {
+    const eq = line.indexOf('=');
+    const [key, value] = [line.slice(0, eq), line.slice(eq + 1)];
+    const last = out.stores[out.stores.length - 1];
+    if (key === 'hook') out.debianHook = value === 'yes';
+    else if (key === 'store') out.stores.push({ path: value, contentSha256: undefined, realPath: '' });
+    else if (key === 'sha' && last) last.contentSha256 = /^[0-9a-f]{64}$/.test(value) ? value : undefined;
+    else if (key === 'realpath' && last) last.realPath = value.trim();
+  }
+  return out;
+}
+
 export function renderEnvDropIn(bundleFile: string): string {
   return `# Managed by epoch-provision (trust-coverage): runtimes with private CA stores also trust the system bundle.
 # Services pick this up after \`systemctl daemon-reexec\` when they next start.
@@ -114,61 +153,122 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
 
   async gather(host: HostContext, params: TrustCoverageParams): Promise<TrustCoverageFacts> {
     const t = host.transport;
-    const os = parseOsRelease((await readHostFile(t, '/etc/os-release')) ?? '');
+    // Read-only probes batched into few round trips: what is there (1), then what it says (2), then only what the
+    // controller cache cannot answer (3: node probes, private certifi bundles) and keytool listings (own timeout).
+    const [osText, certRaw, dropIn, systemdDir, nodeOnPath, pythonOnPath, keytoolOnPath] = await probeAll(t, [
+      { argv: readFileArgv('/etc/os-release') },
+      { argv: params.cert_pem === undefined ? readFileArgv(params.host_cert_file) : ['true'] },
+      { argv: readFileArgv(envDropInPath) },
+      { argv: ['test', '-d', '/run/systemd/system'] },
+      { argv: commandPathArgv('node') },
+      { argv: commandPathArgv('python3') },
+      { argv: commandPathArgv('keytool') },
+    ]);
+    const os = parseOsRelease(fileFrom(osText!, '/etc/os-release') ?? '');
     const bundleFile = trustLayout(trustFamilyOf(os)).bundleFile;
-    const raw = params.cert_pem ?? (await readHostFile(t, params.host_cert_file));
+    const raw = params.cert_pem ?? fileFrom(certRaw!, params.host_cert_file);
     const desiredPem = raw === null ? null : normalisePem(raw);
+    const pem = desiredPem ?? '';
+    const onPath = commandPathFrom(nodeOnPath!);
+    const nodes = [...(onPath ? [onPath] : []), ...params.node_binaries];
+    const python = commandPathFrom(pythonOnPath!);
+    if (!python && params.python_paths.length) {
+      throw new Error(`${host.name}: python_paths given (${params.python_paths.join(', ')}) but python3 is not on PATH`);
+    }
+    const keytool = commandPathFrom(keytoolOnPath!);
+    if (!keytool && params.java_keystores.length) {
+      throw new Error(`${host.name}: java_keystores given (${params.java_keystores.join(', ')}) but keytool is not on PATH`);
+    }
+
+    const second: BatchProbe[] = [];
+    const add = (p: BatchProbe) => second.push(p) - 1;
+    const systemVerify = desiredPem ? add(bundleTrustsProbe(bundleFile, desiredPem)) : -1;
+    const identities = nodes.map((node) => add({ argv: nodeIdentityArgv(node) }));
+    const realBundle = python ? add({ argv: ['readlink', '-f', bundleFile] }) : -1;
+    const pythonPaths = python ? [null, ...params.python_paths] : [];
+    const certifiProbes = pythonPaths.map((pythonPath) => {
+      const argv = [python ?? 'python3', '-c', 'import certifi; print(certifi.where())'];
+      return add({ argv: ['sh', '-c', certifiScript, 'epoch-certifi', ...(pythonPath === null ? argv : ['env', `PYTHONPATH=${pythonPath}`, ...argv])] });
+    });
+    const javaProbe = keytool ? add({ argv: ['sh', '-c', keystoreScript, 'epoch-keystores', keytool, ...params.java_keystores] }) : -1;
+    const r2 = await probeAll(t, second, keytoolTimeoutMs);
+    const at = (i: number) => r2[i]!;
+
     const facts: TrustCoverageFacts = {
       host: host.name,
       desiredPem,
       desiredSource: params.cert_pem !== undefined ? (params.cert_file ?? 'cert_pem') : `${host.name}:${params.host_cert_file}`,
       bundleFile,
-      systemTrusts: desiredPem ? await bundleTrusts(t, bundleFile, desiredPem) : false,
+      systemTrusts: desiredPem ? bundleTrustsFrom(at(systemVerify)) : false,
       nodes: [],
       certifi: [],
       java: null,
-      envDropIn: await readHostFile(t, envDropInPath),
-      systemdRunning: (await probe(t, ['test', '-d', '/run/systemd/system'])).exitCode === 0,
+      envDropIn: fileFrom(dropIn!, envDropInPath),
+      systemdRunning: systemdDir!.exitCode === 0,
     };
-    const pem = desiredPem ?? '';
 
-    const onPath = await hostCommandPath(t, 'node');
-    const nodes = [...(onPath ? [onPath] : []), ...params.node_binaries];
+    // Third round trip: node probes the cache cannot answer, and certifi bundles that are not the system bundle.
+    const third: BatchProbe[] = [];
+    const pending: Promise<unknown>[] = [];
     // A throwaway self-signed cert for the store probe; never installed anywhere.
-    const probeCa = nodes.length ? createCa({ commonName: 'epoch-provision node store probe', days: 1 }) : null;
-    const probeInput = probeCa ? JSON.stringify({ ours: pem, cert: probeCa.certPem, key: probeCa.key.revealPkcs8Pem() }) : '';
-    for (const node of nodes) {
-      const r = await probe(t, [node, '-e', nodeProbe], probeInput);
+    let probeInput: string | null = null;
+    const nodeResults: (NodeProbeResult | null)[] = nodes.map(() => null);
+    const nodeMisses: { index: number; probe: number; key: string | null }[] = [];
+    for (const [i, node] of nodes.entries()) {
+      const identity = parseNodeIdentity(at(identities[i]!));
+      const key = identity.lines ? nodeProbeKey(host.name, node, identity.lines, pem, nodeProbe) : null;
+      const hit = key ? nodeProbeResults.peek(key) : null;
+      if (hit) {
+        nodeResults[i] = hit;
+        continue;
+      }
+      if (probeInput === null) {
+        const probeCa = createCa({ commonName: 'epoch-provision node store probe', days: 1 });
+        probeInput = JSON.stringify({ ours: pem, cert: probeCa.certPem, key: probeCa.key.revealPkcs8Pem() });
+      }
+      nodeMisses.push({ index: i, probe: third.push({ argv: [node, '-e', nodeProbe], stdin: probeInput }) - 1, key });
+    }
+    const certifiFound: { path: string; pythonPath: string | null; real: string; verify: number }[] = [];
+    for (const [j, pythonPath] of pythonPaths.entries()) {
+      const c = at(certifiProbes[j]!);
+      const [path = '', real = ''] = c.stdout.split('\n').map((l) => l.trim());
+      if (c.exitCode !== 0 || !path.startsWith('/')) {
+        if (pythonPath === null) continue; // no certifi installed for the host's python3
+        throw new Error(`${host.name}: no certifi importable with PYTHONPATH=${pythonPath} (exit ${c.exitCode}): ${c.stderr.trim().split('\n').pop()}`);
+      }
+      if (certifiFound.some((f) => f.path === path)) continue;
+      const systemBundle = real !== '' && real === at(realBundle).stdout.trim();
+      // The system bundle's answer is already known (same file); any other bundle is verified on the host.
+      const verify = desiredPem && !systemBundle ? third.push(bundleTrustsProbe(path, desiredPem)) - 1 : -1;
+      certifiFound.push({ path, pythonPath, real, verify });
+    }
+    const r3 = third.length ? await probeAll(t, third, 60_000) : [];
+    for (const miss of nodeMisses) {
+      const node = nodes[miss.index]!;
+      const r = r3[miss.probe]!;
       if (r.exitCode !== 0) throw new Error(`${host.name}: probing ${node} failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
-      const out = JSON.parse(r.stdout) as { version: string; bundled: boolean; system: boolean };
+      const out = JSON.parse(r.stdout) as NodeProbeResult;
+      if (!isNodeProbeResult(out)) throw new Error(`${host.name}: probing ${node} printed an unexpected answer: ${r.stdout.trim()}`);
+      nodeResults[miss.index] = out;
+      if (miss.key) pending.push(nodeProbeResults.get(miss.key, async () => out));
+    }
+    await Promise.all(pending);
+    for (const [i, node] of nodes.entries()) {
+      const out = nodeResults[i];
+      if (!out) throw new Error(`${host.name}: no probe result for ${node}`);
       facts.nodes.push({ path: node, version: out.version, bundledTrusts: out.bundled, usesSystemStore: out.system });
     }
-    const python = await hostCommandPath(t, 'python3');
-    if (python) {
-      const realBundle = (await probe(t, ['readlink', '-f', bundleFile])).stdout.trim();
-      for (const pythonPath of [null, ...params.python_paths]) {
-        const argv = [python, '-c', 'import certifi; print(certifi.where())'];
-        const r = await probe(t, pythonPath === null ? argv : ['env', `PYTHONPATH=${pythonPath}`, ...argv]);
-        const path = r.stdout.trim();
-        if (r.exitCode !== 0 || !path.startsWith('/')) {
-          if (pythonPath === null) continue; // no certifi installed for the host's python3
-          throw new Error(`${host.name}: no certifi importable with PYTHONPATH=${pythonPath} (exit ${r.exitCode}): ${r.stderr.trim().split('\n').pop()}`);
-        }
-        if (facts.certifi.some((c) => c.path === path)) continue;
-        const real = (await probe(t, ['readlink', '-f', path])).stdout.trim();
-        facts.certifi.push({ path, pythonPath, systemBundle: real !== '' && real === realBundle, trusts: desiredPem ? await bundleTrusts(t, path, pem) : false });
-      }
-    } else if (params.python_paths.length) {
-      throw new Error(`${host.name}: python_paths given (${params.python_paths.join(', ')}) but python3 is not on PATH`);
+    for (const c of certifiFound) {
+      const trusts = desiredPem ? (c.verify >= 0 ? bundleTrustsFrom(r3[c.verify]!) : facts.systemTrusts) : false;
+      facts.certifi.push({ path: c.path, pythonPath: c.pythonPath, systemBundle: c.real !== '' && c.real === at(realBundle).stdout.trim(), trusts });
     }
-    const keytool = await hostCommandPath(t, 'keytool');
+
     if (keytool) {
-      const real = (await probe(t, ['readlink', '-f', keytool])).stdout.trim();
-      const cacerts = real.replace(/\/bin\/keytool$/, '/lib/security/cacerts');
+      const k = parseKeystoreProbe(at(javaProbe));
       const fp = desiredPem ? certFingerprint(desiredPem) : '';
-      const debianHook = (await probe(t, ['test', '-x', '/etc/ca-certificates/update.d/jks-keystore'])).exitCode === 0;
       const keystores: JavaKeystore[] = [];
-      for (const path of [cacerts, ...params.java_keystores]) {
+      for (const store of k.stores) {
+        const path = store.path;
         // keytool starts a JVM: seconds each, and far more with a whole batch of hosts doing it on shared cores.
         const keytoolList = async () => {
           const r = await probe(t, [keytool, '-list', '-v', '-keystore', path, '-storepass', params.java_storepass], undefined, keytoolTimeoutMs);
@@ -177,12 +277,10 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
           return parseKeytoolList(r.stdout);
         };
         // So the JVM runs once per distinct keystore content, not once per host and run (keystore-listing.ts).
-        const sum = await probe(t, ['sha256sum', '--', path]);
-        const contentSha256 = sum.exitCode === 0 ? /^([0-9a-f]{64})\s/.exec(sum.stdout)?.[1] : undefined;
-        const listing = contentSha256 ? await keystoreListings.get(contentSha256, params.java_storepass, keytoolList) : await keytoolList();
-        const realPath = (await probe(t, ['readlink', '-f', path])).stdout.trim();
+        const listing = store.contentSha256 ? await keystoreListings.get(store.contentSha256, params.java_storepass, keytoolList) : await keytoolList();
+        const realPath = store.realPath;
         const managedBy: KeystoreManager =
-          realPath === '/etc/ssl/certs/java/cacerts' && debianHook ? 'ca-certificates-java' : realPath === '/etc/pki/ca-trust/extracted/java/cacerts' ? 'update-ca-trust' : null;
+          realPath === '/etc/ssl/certs/java/cacerts' && k.debianHook ? 'ca-certificates-java' : realPath === '/etc/pki/ca-trust/extracted/java/cacerts' ? 'update-ca-trust' : null;
         keystores.push({
           path,
           realPath,
@@ -192,8 +290,6 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
         });
       }
       facts.java = { keytool, keystores };
-    } else if (params.java_keystores.length) {
-      throw new Error(`${host.name}: java_keystores given (${params.java_keystores.join(', ')}) but keytool is not on PATH`);
     }
     return facts;
   },

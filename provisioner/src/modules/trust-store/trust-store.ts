@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { certFingerprint } from '../../ca/material';
 import type { Change, Step } from '../../core/change';
 import type { HostContext, ProvisionModule } from '../module';
-import { bundleTrusts, hostCommandPath, readHostFile } from '../ca/host-files';
+import { bundleTrustsFrom, bundleTrustsProbe, commandPathArgv, commandPathFrom, fileFrom, probeAll, readFileArgv } from '../ca/host-files';
 import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
 import { tryReloadStep } from '../try-restart';
 import { anchorPath, type OsRelease, parseOsRelease, type TrustLayout, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
@@ -136,7 +136,13 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
 
   async gather(host: HostContext, params: TrustStoreParams): Promise<TrustStoreFacts> {
     const t = host.transport;
-    const osText = (await readHostFile(t, '/etc/os-release')) ?? (await readHostFile(t, '/usr/lib/os-release')) ?? '';
+    // Two round trips: the distro and the CA, then the anchor, the refresh command and the bundle check.
+    const [etcOs, usrOs, certFile] = await probeAll(t, [
+      { argv: readFileArgv('/etc/os-release') },
+      { argv: readFileArgv('/usr/lib/os-release') },
+      { argv: params.cert_pem === undefined ? readFileArgv(params.host_cert_file) : ['true'] },
+    ]);
+    const osText = fileFrom(etcOs!, '/etc/os-release') ?? fileFrom(usrOs!, '/usr/lib/os-release') ?? '';
     const os = parseOsRelease(osText);
     let layout: TrustLayout | null = null;
     let unsupportedReason: string | null = null;
@@ -147,7 +153,7 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
       unsupportedReason = err.message;
     }
     const desiredSource = params.cert_pem !== undefined ? (params.cert_file ?? 'cert_pem') : `${host.name}:${params.host_cert_file}`;
-    const desiredPem = params.cert_pem ?? (await readHostFile(t, params.host_cert_file));
+    const desiredPem = params.cert_pem ?? fileFrom(certFile!, params.host_cert_file);
     const facts: TrustStoreFacts = {
       host: host.name,
       os,
@@ -160,9 +166,15 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
       refreshCommandPresent: false,
     };
     if (!layout) return facts;
-    facts.currentAnchor = await readHostFile(t, anchorPath(layout, params.name));
-    facts.refreshCommandPresent = (await hostCommandPath(t, layout.refreshArgv[0] as string)) !== null;
-    if (facts.desiredPem) facts.bundleTrustsDesired = await bundleTrusts(t, layout.bundleFile, facts.desiredPem);
+    const path = anchorPath(layout, params.name);
+    const [anchor, refresh, verify] = await probeAll(t, [
+      { argv: readFileArgv(path) },
+      { argv: commandPathArgv(layout.refreshArgv[0] as string) },
+      ...(facts.desiredPem ? [bundleTrustsProbe(layout.bundleFile, facts.desiredPem)] : []),
+    ]);
+    facts.currentAnchor = fileFrom(anchor!, path);
+    facts.refreshCommandPresent = commandPathFrom(refresh!) !== null;
+    if (verify) facts.bundleTrustsDesired = bundleTrustsFrom(verify);
     return facts;
   },
 

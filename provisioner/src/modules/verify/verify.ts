@@ -73,10 +73,11 @@ rm -f "$ca_copy"
 echo "hostca_verify=$(printf %s "$sc" | sed -n 's/^ *Verify return code: \\([0-9]*\\).*/\\1/p' | head -n1)"
 echo "issuer=$(printf %s "$sc" | sed -n 's/^ *i:\\(.*\\)/\\1/p' | head -n1)"
 i=0
-while [ $i -lt 20 ]; do
+# The agent counts the request once its connection is done: usually at once, so ask again soon (up to 5 s in all).
+while [ $i -lt 100 ]; do
   after=$(count)
   if [ "$after" != none ] && [ "$after" != "$before" ]; then break; fi
-  i=$((i + 1)); sleep 0.25
+  i=$((i + 1)); sleep 0.05
 done
 echo "metrics_after=$after"
 `;
