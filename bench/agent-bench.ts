@@ -1,11 +1,17 @@
 // epoch-agent vs a direct connection (and Debian's sslsplit when installed), in one run, inside a private network
 // namespace (epag-bench-*) with a real nft REDIRECT and owner-match exclusion. Needs root and a built bundle.
 //   npm run build && node --import tsx bench/agent-bench.ts [--seconds 5] [--json bench/results/agent-bench.json]
-//     [--bulk-bytes N] [--observe on|off] [--node-flags '--max-semi-space-size=1']
+//     [--bulk-bytes N] [--observe on|off|both] [--node-flags '--max-semi-space-size=1']
+//     [--reps 3] [--compare-bulk-bytes 100000000]   (with --observe both)
 // Reported per target: keep-alive req/s at 50 connections (+p50 latency), new TLS connections/s (warm forge cache,
 // no client session reuse), bulk MB/s for one download, and the proxy's CPU-ms per unit of work (the stable figure
 // on a noisy 2-core machine). Also: forge-path cost (agent's forgeMs, and first vs second contact latency over 20
 // upstream certs) and agent RSS with 1,000 open connections.
+// --observe both: two more bundled agents, started together, identical but for observation on / off (own listeners,
+// own REDIRECT target addresses, fresh state), and after the run above both are measured
+// alternately (off/on, then on/off, ... for --reps rounds) on the same workloads: small keep-alive GETs, small chunked
+// keep-alive responses (4 KB), new TLS connections, one chunked and one content-length bulk download. Printed as a
+// table and recorded in the JSON under `observeComparison` (medians over the rounds, and every round).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AGENT_UID, Namespaces, makePki, removePki, repo, sh, sleep } from '../test/agent/support';
@@ -18,12 +24,19 @@ const opt = (name: string, dflt: string) => {
 const SECONDS = Number(opt('seconds', '5'));
 const JSON_OUT = opt('json', join(repo, 'bench/results/agent-bench.json'));
 const BULK_BYTES = Number(opt('bulk-bytes', String(400_000_000)));
-const OBSERVE = opt('observe', 'on') === 'on';
+const OBSERVE_MODE = opt('observe', 'on');
+if (!['on', 'off', 'both'].includes(OBSERVE_MODE)) throw new Error(`--observe on|off|both, got ${OBSERVE_MODE}`);
+const OBSERVE = OBSERVE_MODE !== 'off';
+const COMPARE = OBSERVE_MODE === 'both';
+const REPS = Number(opt('reps', '3'));
+const COMPARE_BULK_BYTES = Number(opt('compare-bulk-bytes', String(100_000_000)));
 const NODE_FLAGS = opt('node-flags', '');
 const NS = `epag-bench-${process.pid % 100000}`;
 const VIA_AGENT = '198.18.200.100';
 const DIRECT = '198.18.200.101';
 const VIA_SSLSPLIT = '198.18.200.102';
+const VIA_AGENT_OFF = '198.18.200.103';
+const VIA_AGENT_CMP_ON = '198.18.200.104';
 const FORGE_IPS = Array.from({ length: 20 }, (_, i) => `198.18.200.${110 + i}`);
 const SNI = 'bench.epag.test';
 const bundle = join(repo, 'dist/agent/epoch-agent.cjs');
@@ -51,6 +64,71 @@ function rssMb(pid: number): number {
   return Math.round(Number(m?.[1]) / 1024);
 }
 
+const LOAD_AT_START = readFileSync('/proc/loadavg', 'utf8').trim();
+const loadAvg1 = () => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+type Load = (args: string[], timeoutMs?: number) => Record<string, number>;
+
+/** Observation on vs off, same bundle, same run: alternating rounds (off/on, on/off, ...) over the same workloads. */
+function compareObservation(load: Load, onPid: number, offPid: number) {
+  const workloads: { name: string; unit: string; cpuUnit: string; args: (ip: string) => string[]; rate: (r: Record<string, number>) => number; work: (r: Record<string, number>) => number }[] = [
+    { name: 'small keep-alive GETs (50 conns)', unit: 'req/s', cpuUnit: 'CPU-ms per 1k req', args: (ip) => ['keepalive', ip, SNI, String(SECONDS), '50'], rate: (r) => r.perSecond!, work: (r) => r.requests! / 1000 },
+    { name: 'chunked 4 KB keep-alive responses (50 conns)', unit: 'req/s', cpuUnit: 'CPU-ms per 1k req', args: (ip) => ['keepalive', ip, SNI, String(SECONDS), '50', '/chunked/4096'], rate: (r) => r.perSecond!, work: (r) => r.requests! / 1000 },
+    { name: 'new TLS connections (concurrency 8)', unit: 'conn/s', cpuUnit: 'CPU-ms per conn', args: (ip) => ['newconns', ip, SNI, String(SECONDS), '8'], rate: (r) => r.perSecond!, work: (r) => r.connections! },
+    { name: `bulk chunked download (${COMPARE_BULK_BYTES / 1e6} MB)`, unit: 'MB/s', cpuUnit: 'CPU-s per GB', args: (ip) => ['bulk', ip, SNI, String(COMPARE_BULK_BYTES)], rate: (r) => r.MBps!, work: (r) => (r.bytes! / 1e9) * 1000 },
+    { name: `bulk content-length download (${COMPARE_BULK_BYTES / 1e6} MB)`, unit: 'MB/s', cpuUnit: 'CPU-s per GB', args: (ip) => ['bulkcl', ip, SNI, String(COMPARE_BULK_BYTES)], rate: (r) => r.MBps!, work: (r) => (r.bytes! / 1e9) * 1000 },
+  ];
+  const modes = { off: { ip: VIA_AGENT_OFF, pid: offPid }, on: { ip: VIA_AGENT_CMP_ON, pid: onPid } };
+  for (const m of Object.values(modes)) load(['newconns', m.ip, SNI, '1', '4']); // warm up: forge cache, JIT
+  const rounds: { rep: number; mode: string; workload: string; rate: number; cpuPerUnit: number; errors: number; load1: number }[] = [];
+  for (let rep = 0; rep < REPS; rep++) {
+    for (const w of workloads) {
+      const order = (rep + workloads.indexOf(w)) % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const);
+      for (const mode of order) {
+        const m = modes[mode];
+        const c0 = cpuTicks([m.pid]);
+        const r = load(w.args(m.ip));
+        const cpuMs = (cpuTicks([m.pid]) - c0) * TICK_MS;
+        rounds.push({ rep, mode, workload: w.name, rate: w.rate(r), cpuPerUnit: round2(cpuMs / w.work(r)), errors: r.errors ?? 0, load1: loadAvg1() });
+      }
+    }
+  }
+  const table = workloads.map((w) => {
+    const pick = (mode: string, k: 'rate' | 'cpuPerUnit') => median(rounds.filter((r) => r.mode === mode && r.workload === w.name).map((r) => r[k]));
+    const offRate = pick('off', 'rate');
+    const onRate = pick('on', 'rate');
+    const offCpu = pick('off', 'cpuPerUnit');
+    const onCpu = pick('on', 'cpuPerUnit');
+    // Each round measures off and on back to back: the spread of those paired differences shows the noise.
+    const paired = (k: 'rate' | 'cpuPerUnit') => Array.from({ length: REPS }, (_, rep) => {
+      const get = (mode: string) => rounds.find((r) => r.rep === rep && r.mode === mode && r.workload === w.name)![k];
+      return round2(((get('on') - get('off')) / get('off')) * 100);
+    });
+    return {
+      workload: w.name, unit: w.unit, cpuUnit: w.cpuUnit,
+      pairedThroughputDeltaPct: paired('rate'), pairedCpuDeltaPct: paired('cpuPerUnit'),
+      off: round2(offRate), on: round2(onRate), throughputDeltaPct: round2(((onRate - offRate) / offRate) * 100),
+      offCpuPerUnit: round2(offCpu), onCpuPerUnit: round2(onCpu), cpuDeltaPct: round2(((onCpu - offCpu) / offCpu) * 100),
+    };
+  });
+  const loads = rounds.map((r) => r.load1);
+  const summary = { reps: REPS, seconds: SECONDS, bulkBytes: COMPARE_BULK_BYTES, load1Min: Math.min(...loads), load1Max: Math.max(...loads), table, rounds };
+  console.log(`observation on vs off (medians of ${REPS} alternating rounds; 1-min load average ${summary.load1Min}-${summary.load1Max}):`);
+  const pct = (x: number) => `${x > 0 ? '+' : ''}${x}%`;
+  const range = (xs: number[]) => `${pct(Math.min(...xs))} … ${pct(Math.max(...xs))}`;
+  console.log('| workload | off | on | throughput on vs off (paired rounds) | agent CPU off | on | CPU on vs off (paired rounds) |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const t of table) {
+    console.log(`| ${t.workload} | ${t.off} ${t.unit} | ${t.on} ${t.unit} | ${pct(t.throughputDeltaPct)} (${range(t.pairedThroughputDeltaPct)}) | ${t.offCpuPerUnit} | ${t.onCpuPerUnit} ${t.cpuUnit} | ${pct(t.cpuDeltaPct)} (${range(t.pairedCpuDeltaPct)}) |`);
+  }
+  return summary;
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespace and nft inside it)');
   if (!existsSync(bundle)) throw new Error(`${bundle} missing: run npm run build first`);
@@ -59,9 +137,9 @@ async function main(): Promise<void> {
   const pki = makePki();
   try {
     ns.add(NS);
-    for (const ip of [VIA_AGENT, DIRECT, VIA_SSLSPLIT, ...FORGE_IPS]) ns.execOk(NS, ['ip', 'addr', 'add', `${ip}/32`, 'dev', 'lo']);
+    for (const ip of [VIA_AGENT, DIRECT, VIA_SSLSPLIT, VIA_AGENT_OFF, VIA_AGENT_CMP_ON, ...FORGE_IPS]) ns.execOk(NS, ['ip', 'addr', 'add', `${ip}/32`, 'dev', 'lo']);
     const leaf = pki.leaf(SNI, `DNS:${SNI}`, 'lab');
-    const listeners = [VIA_AGENT, DIRECT, VIA_SSLSPLIT].flatMap((ip) => ['--listen', `${ip}:443`, '--cert', leaf.cert, '--key', leaf.key]);
+    const listeners = [VIA_AGENT, DIRECT, VIA_SSLSPLIT, VIA_AGENT_OFF, VIA_AGENT_CMP_ON].flatMap((ip) => ['--listen', `${ip}:443`, '--cert', leaf.cert, '--key', leaf.key]);
     for (const ip of FORGE_IPS) {
       const l = pki.leaf(SNI, `DNS:${SNI}`, 'lab'); // same names, distinct certs: each is a forge-cache miss
       listeners.push('--listen', `${ip}:443`, '--cert', l.cert, '--key', l.key);
@@ -88,6 +166,21 @@ async function main(): Promise<void> {
     const agentProc = await ns.spawnListening(NS, ['sh', '-c', `ulimit -n 20000; exec node ${NODE_FLAGS} ${bundle} run --config ${config} --user ${AGENT_UID} > ${agentLog} 2>&1`], 9443);
     const agentPid = agentProc.pid!;
     const agent = { output: () => readFileSync(agentLog, 'utf8') };
+    // --observe both: two more bundled agents, started together and used only by the comparison, identical but for
+    // observation (on / off): neither carries state from the sections above (1,000 held connections, forge runs).
+    const cmpPids = { on: 0, off: 0 };
+    if (COMPARE) {
+      const on = JSON.parse(readFileSync(config, 'utf8'));
+      for (const [mode, port] of [['off', 8445], ['on', 8446]] as const) {
+        const dir = join(pki.dir, `state-${mode}`);
+        mkdirSync(dir);
+        sh(['chown', `${AGENT_UID}:${AGENT_UID}`, dir]);
+        const file = join(pki.dir, `agent-${mode}.json`);
+        writeFileSync(file, JSON.stringify({ ...on, listen: [{ host: '127.0.0.1', port }], health: { host: '127.0.0.1', port: port + 1000 }, observe: { enabled: mode === 'on' }, stateDir: dir }));
+        const proc = await ns.spawnListening(NS, ['sh', '-c', `ulimit -n 20000; exec node ${NODE_FLAGS} ${bundle} run --config ${file} --user ${AGENT_UID} > ${join(pki.dir, `agent-${mode}.log`)} 2>&1`], port + 1000);
+        cmpPids[mode] = proc.pid!;
+      }
+    }
     let sslsplitPids: number[] = [];
     if (hasSslsplit) {
       await ns.spawnListening(NS, ['sslsplit', '-k', pki.agentCaKey, '-c', pki.agentCaCert, '-l', join(pki.dir, 'sslsplit-connect.log'), 'ssl', '127.0.0.1', '8444'], 8444);
@@ -99,6 +192,8 @@ async function main(): Promise<void> {
   chain out { type nat hook output priority -100; policy accept; meta skuid ${AGENT_UID} return;
     ${redirect([VIA_AGENT, ...FORGE_IPS], 8443)}
     ${redirect([VIA_SSLSPLIT], 8444)}
+    ${redirect([VIA_AGENT_OFF], 8445)}
+    ${redirect([VIA_AGENT_CMP_ON], 8446)}
   }
 }
 ` });
@@ -185,7 +280,8 @@ async function main(): Promise<void> {
       ...(results['sslsplit 0.5.5'] ? { sslsplitNewConns: Math.round(((results['sslsplit 0.5.5'] as Record<string, number>).newConnsPerSec! / direct.newConnsPerSec!) * 100) / 100 } : {}),
     };
     console.log('ratios vs direct', JSON.stringify(ratios));
-    const out = { date: new Date().toISOString(), node: process.version, loadAverage: readFileSync('/proc/loadavg', 'utf8').trim(), observe: OBSERVE, agentNodeFlags: NODE_FLAGS, seconds: SECONDS, bulkBytes: BULK_BYTES, results, forge, memory, ratios };
+    const observeComparison = COMPARE ? compareObservation(load, cmpPids.on, cmpPids.off) : null;
+    const out = { date: new Date().toISOString(), node: process.version, loadAverage: readFileSync('/proc/loadavg', 'utf8').trim(), loadAverageAtStart: LOAD_AT_START, observe: OBSERVE_MODE, agentNodeFlags: NODE_FLAGS, seconds: SECONDS, bulkBytes: BULK_BYTES, results, forge, memory, ratios, observeComparison };
     mkdirSync(dirname(JSON_OUT), { recursive: true });
     writeFileSync(JSON_OUT, `${JSON.stringify(out, null, 2)}\n`);
     console.log(`wrote ${JSON_OUT}`);

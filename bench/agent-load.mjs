@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Load generator for bench/agent-bench.ts (plain JS so it runs under any node inside the bench namespace).
 // Prints one JSON line with the result. Modes:
-//   keepalive HOST SNI SECONDS CONNS        small keep-alive GETs (/status/200) over CONNS connections
+//   keepalive HOST SNI SECONDS CONNS [PATH] small keep-alive GETs (PATH, default /status/200) over CONNS connections
 //   newconns  HOST SNI SECONDS CONCURRENCY  one TLS connection per request (no client session reuse)
 //   bulk      HOST SNI BYTES                one large download (/chunked/BYTES)
+//   bulkcl    HOST SNI BYTES                one large download with content-length (/bytes/BYTES)
 //   first     SNI IP[,IP...]                one fresh connection per IP, then a second round; latencies in ms
 //   hold      HOST SNI COUNT                open COUNT keep-alive connections (one request each) and hold them
 // Trust: the CA files in BENCH_CA (colon-separated).
@@ -44,7 +45,7 @@ function oneConnection(host, sni) {
   });
 }
 
-async function keepalive(host, sni, seconds, conns) {
+async function keepalive(host, sni, seconds, conns, path = '/status/200') {
   const agent = new https.Agent({ keepAlive: true, maxSockets: conns });
   const lat = [];
   let errors = 0;
@@ -54,7 +55,7 @@ async function keepalive(host, sni, seconds, conns) {
       while (performance.now() < until) {
         const t0 = performance.now();
         try {
-          await request(agent, host, sni, '/status/200');
+          await request(agent, host, sni, path);
           lat.push(performance.now() - t0);
         } catch {
           errors++;
@@ -84,10 +85,10 @@ async function newconns(host, sni, seconds, concurrency) {
   return { connections: lat.length, perSecond: round(lat.length / seconds), p50ms: round(pct(lat, 50)), errors };
 }
 
-async function bulk(host, sni, bytes) {
+async function bulk(host, sni, bytes, kind = 'chunked') {
   const agent = new https.Agent({ keepAlive: false });
   const t0 = performance.now();
-  const n = await request(agent, host, sni, `/chunked/${bytes}`);
+  const n = await request(agent, host, sni, `/${kind}/${bytes}`);
   const s = (performance.now() - t0) / 1000;
   return { bytes: n, seconds: round(s), MBps: round(n / s / 1e6) };
 }
@@ -123,9 +124,10 @@ async function hold(host, sni, count) {
 }
 
 const run = {
-  keepalive: () => keepalive(args[0], args[1], Number(args[2]), Number(args[3])),
+  keepalive: () => keepalive(args[0], args[1], Number(args[2]), Number(args[3]), args[4]),
   newconns: () => newconns(args[0], args[1], Number(args[2]), Number(args[3])),
   bulk: () => bulk(args[0], args[1], Number(args[2])),
+  bulkcl: () => bulk(args[0], args[1], Number(args[2]), 'bytes'),
   first: () => first(args[0], args[1].split(',')),
   hold: () => hold(args[0], args[1], Number(args[2])),
 }[mode];

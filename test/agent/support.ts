@@ -1,7 +1,7 @@
 // Real-part test support for the agent: our own network namespaces (prefix `epag-`, addresses 198.18.200.0/24 and
 // loopback only), test PKI made with openssl, and background processes that are always killed by PID.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -211,3 +211,116 @@ export function healthJson(ns: Namespaces, nsName: string, port: number): Record
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface AgentLabOptions {
+  /** Namespace prefix (must start with `epag-`): namespaces `<prefix>-px-<pid>` (clients + agent) and `<prefix>-up-<pid>`. */
+  prefix: string;
+  /** Addresses come from 198.18.<subnet>.0/24: .1 proxy side, .2 upstream side, .10 the lab upstream server. */
+  subnet: number;
+  /** DNS names on the lab upstream's leaf (issued by the lab root), also used by extra upstreams a test starts. */
+  hosts: string[];
+  /** More addresses on the upstream side (last octets), for upstreams the test starts itself with `ns.spawn(up, ...)`. */
+  extraUpstreamOctets?: number[];
+  /** Merged over the default agent config (shallow, per top-level key). */
+  config?: Record<string, unknown>;
+  /** Another build of the agent (default: the TypeScript source with tsx; EPAG_AGENT_CMD overrides both). */
+  agentCommand?: string[];
+}
+
+/**
+ * The agent as the namespace tests run it: a proxy namespace (clients and the agent, which drops to AGENT_UID) and
+ * an upstream namespace joined by a veth pair, the lab upstream server (h1 + h2) on 198.18.<subnet>.10, and a real
+ * nft REDIRECT of port 443 to the agent with the owner-match exclusion. `teardown()` is safe after a failed `start()`.
+ */
+export class AgentLab {
+  readonly ns = new Namespaces();
+  readonly px: string;
+  readonly up: string;
+  readonly upstreamIp: string;
+  readonly agentPort = 8443;
+  readonly healthPort = 9443;
+  pki!: Pki;
+  leaf!: { cert: string; key: string };
+  stateDir = '';
+  configPath = '';
+  agentPid = 0;
+  agentOutput: () => string = () => '';
+
+  constructor(readonly options: AgentLabOptions) {
+    if (!options.prefix.startsWith('epag-')) throw new Error(`prefix ${options.prefix} must start with epag-`);
+    const id = process.pid % 100000;
+    this.px = `${options.prefix}-px-${id}`;
+    this.up = `${options.prefix}-up-${id}`;
+    this.upstreamIp = this.ip(10);
+  }
+
+  ip(octet: number): string {
+    return `198.18.${this.options.subnet}.${octet}`;
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    this.pki = makePki();
+    this.ns.add(this.px);
+    this.ns.add(this.up);
+    veth({ ns: this.px, ifname: 'eth0', addr: `${this.ip(1)}/24` }, { ns: this.up, ifname: 'eth0', addr: `${this.ip(2)}/24` });
+    for (const octet of [10, ...(o.extraUpstreamOctets ?? [])]) this.ns.execOk(this.up, ['ip', 'addr', 'add', `${this.ip(octet)}/24`, 'dev', 'eth0']);
+    this.leaf = this.pki.leaf(o.hosts[0]!, o.hosts.map((h) => `DNS:${h}`).join(','), 'lab');
+    await this.ns.spawn(this.up, ['node', join(repo, 'provisioner/lab/upstream-server.mjs'), '--listen', `${this.upstreamIp}:443`, '--cert', this.leaf.cert, '--key', this.leaf.key],
+      new RegExp(`listening ${this.upstreamIp.replace(/\./g, '\\.')}:443`));
+    this.stateDir = join(this.pki.dir, 'state');
+    mkdirSync(this.stateDir);
+    chownSync(this.stateDir, AGENT_UID, AGENT_UID);
+    this.configPath = join(this.pki.dir, 'agent.json');
+    writeFileSync(this.configPath, JSON.stringify({
+      listen: [{ host: '0.0.0.0', port: this.agentPort }],
+      health: { host: '127.0.0.1', port: this.healthPort },
+      ca: { certFile: this.pki.agentCaCert, keyFile: this.pki.agentCaKey },
+      upstream: { verify: true, caBundleFile: this.pki.upstreamBundle, onVerifyFailure: 'refuse', connectTimeoutMs: 3000 },
+      limits: { maxConnections: 200, handshakeTimeoutMs: 5000, idleTimeoutMs: 30_000 },
+      passthrough: { static: [], learned: { enabled: false, maxEntries: 10, ttlSeconds: 60 } },
+      observe: { enabled: true, routeRules: [], maxRoutesPerServer: 50 },
+      log: { level: 'info', connectLog: false },
+      stateDir: this.stateDir,
+      ...o.config,
+    }, null, 2));
+    const command = process.env.EPAG_AGENT_CMD?.split(' ').filter(Boolean) ?? o.agentCommand ?? [process.execPath, '--import', 'tsx', join(repo, 'agent/src/main.ts')];
+    const agent = await this.ns.spawn(this.px, [...command, 'run', '--config', this.configPath, '--user', String(AGENT_UID)], /dropped privileges/);
+    this.agentPid = agent.proc.pid!;
+    this.agentOutput = agent.output;
+    const table = `epag_lab_${this.options.subnet}`;
+    this.ns.execOk(this.px, ['nft', '-f', '-'], {
+      input: `table ip ${table} {
+  chain out { type nat hook output priority -100; policy accept; meta skuid ${AGENT_UID} return; tcp dport 443 redirect to :${this.agentPort}; }
+}
+`,
+    });
+  }
+
+  /** curl in the proxy namespace, trusting the agent's CA, with `host` resolved to `ip`. */
+  curl(host: string, ip: string, args: string[], timeoutMs = 15_000): Run {
+    return this.ns.exec(this.px, ['curl', '-sS', '--max-time', '10', '--cacert', this.pki.agentCaCert, '--resolve', `${host}:443:${ip}`, ...args], { timeoutMs });
+  }
+
+  /** The agent's /metrics text (Prometheus format). */
+  metrics(): string {
+    return this.ns.execOk(this.px, ['curl', '-sS', '--max-time', '5', `http://127.0.0.1:${this.healthPort}/metrics`]);
+  }
+
+  health(): Record<string, unknown> {
+    return healthJson(this.ns, this.px, this.healthPort);
+  }
+
+  async teardown(): Promise<void> {
+    await this.ns.teardown();
+    removePki(this.pki);
+  }
+}
+
+/** The value of one unlabelled or exactly-labelled sample in Prometheus text, or undefined. */
+export function metricValue(text: string, series: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1));
+  }
+  return undefined;
+}

@@ -39,10 +39,30 @@ export async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean, ti
 export class PrometheusProcess {
   child: ChildProcess | null = null;
   log = '';
+  /** With `netns`, Prometheus runs inside that network namespace (`ip netns exec` execs it: the PID is Prometheus's)
+   *  and the HTTP API is reached with curl inside it. */
   constructor(
     readonly dir: string,
     readonly port: number,
+    readonly netns?: string,
   ) {}
+
+  /** GET on the HTTP API: status and body (status 0 when nothing answers). */
+  private async get(path: string): Promise<{ status: number; body: string }> {
+    const url = `http://127.0.0.1:${this.port}${path}`;
+    if (!this.netns) {
+      try {
+        const r = await fetch(url);
+        return { status: r.status, body: await r.text() };
+      } catch {
+        return { status: 0, body: '' };
+      }
+    }
+    const r = spawnSync('ip', ['netns', 'exec', this.netns, 'curl', '-sS', '--max-time', '10', '-o', '-', '-w', '\n%{http_code}', url], { encoding: 'utf8', timeout: 15_000 });
+    const out = r.stdout ?? '';
+    const nl = out.lastIndexOf('\n');
+    return { status: Number(out.slice(nl + 1)) || 0, body: out.slice(0, Math.max(0, nl)) };
+  }
 
   /** Scrapes `target` (host:port, path /metrics) every second as job `epoch-scrape`. */
   writeConfig(target: string): void {
@@ -59,13 +79,16 @@ export class PrometheusProcess {
   }
 
   async start(): Promise<void> {
-    const child = spawn(prometheusBin!, [
+    const args = [
       `--config.file=${join(this.dir, 'prometheus.yml')}`,
       `--storage.tsdb.path=${join(this.dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${this.port}`,
       '--web.enable-remote-write-receiver',
       '--log.level=warn',
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    ];
+    const child = this.netns
+      ? spawn('ip', ['netns', 'exec', this.netns, prometheusBin!, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(prometheusBin!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     const keep = (c: Buffer) => {
       this.log = (this.log + c.toString()).slice(-4000);
@@ -75,12 +98,7 @@ export class PrometheusProcess {
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`prometheus exited with ${child.exitCode}: ${this.log}`);
-      try {
-        const r = await fetch(`http://127.0.0.1:${this.port}/-/ready`);
-        if (r.ok) return;
-      } catch {
-        // not listening yet
-      }
+      if ((await this.get('/-/ready')).status === 200) return;
       await sleep(200);
     }
     throw new Error(`prometheus not ready on 127.0.0.1:${this.port} within 30 s: ${this.log}`);
@@ -96,10 +114,29 @@ export class PrometheusProcess {
   }
 
   async query(promql: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
-    const r = await fetch(`http://127.0.0.1:${this.port}/api/v1/query?query=${encodeURIComponent(promql)}`);
-    const body = (await r.json()) as { status: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] }; error?: string };
+    return (await this.queryAny(promql)) as { metric: Record<string, string>; value: [number, string] }[];
+  }
+
+  /** A range-vector selector (`foo{...}[10m]`): every raw sample, as [unix seconds, value]. */
+  async queryRaw(promql: string): Promise<{ metric: Record<string, string>; values: [number, string][] }[]> {
+    return (await this.queryAny(promql)) as { metric: Record<string, string>; values: [number, string][] }[];
+  }
+
+  private async queryAny(promql: string): Promise<unknown[]> {
+    const r = await this.get(`/api/v1/query?query=${encodeURIComponent(promql)}`);
+    let body: { status: string; data: { result: unknown[] }; error?: string };
+    try {
+      body = JSON.parse(r.body);
+    } catch {
+      throw new Error(`query ${promql}: HTTP ${r.status}: ${r.body.slice(0, 300)}`);
+    }
     if (body.status !== 'success') throw new Error(`query ${promql} failed: ${body.error}`);
     return body.data.result;
+  }
+
+  /** The PID (to kill by PID from outside), or undefined when not running. */
+  get pid(): number | undefined {
+    return this.child && this.child.exitCode === null ? this.child.pid : undefined;
   }
 
   /** `server method route status version` → request count, from the duration histogram's _count. */

@@ -2,7 +2,8 @@
 // Bounded in bytes: when a new batch does not fit, the oldest batches are dropped and counted. Files are
 // written atomically (temp + rename), so a crash leaves either a whole batch or none, and the spool
 // survives agent restarts.
-import { chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chownSync, mkdirSync, statSync } from 'node:fs';
+import { readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 export interface SpoolEntry {
@@ -30,13 +31,15 @@ export class Spool {
 
   /** Creates the directory (0700) and picks up batches left by a previous run. */
   async open(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    // The agent may open the spool as root just before dropping to its own user: give the directory to the owner
-    // of the state dir, so the unprivileged agent can still write batches into it.
+    // The agent opens the spool as root just before dropping to its own user (`run --user`), without awaiting this:
+    // give the directory to the owner of the state dir, so the unprivileged agent can still write batches into it.
+    // Synchronous on purpose: with awaits here the privilege drop overtook the chown (EPERM, remote-write never
+    // started); done before the first await, it completes before open() returns to the caller.
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     if (process.getuid?.() === 0) {
-      const owner = await stat(dirname(this.dir));
-      const own = await stat(this.dir);
-      if (own.uid !== owner.uid || own.gid !== owner.gid) await chown(this.dir, owner.uid, owner.gid);
+      const owner = statSync(dirname(this.dir));
+      const own = statSync(this.dir);
+      if (own.uid !== owner.uid || own.gid !== owner.gid) chownSync(this.dir, owner.uid, owner.gid);
     }
     const found: SpoolEntry[] = [];
     for (const name of await readdir(this.dir)) {
