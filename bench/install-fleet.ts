@@ -1,13 +1,44 @@
 // bench/install-fleet: the full install (playbooks/site.yml with interception on) over N lab hosts (default 50),
 // then the idempotent re-run, through the real CLI (dist/epoch-provision.mjs), timed. Goals (issue 9): the re-run
-// under 3 s; the install at least 5x faster than the same steps in Ansible (ansible-playbook is not installed here,
-// so that column is reported as not measured).
+// under 3 s; the install at least 5x faster than the same steps in Ansible.
+//
+// Ansible side by side: when `ansible-playbook` is on PATH, the same hosts are then reset with our uninstall
+// (playbooks/uninstall.yml; checked per host: no agent tree, user, CA, anchor, unit or nft table left; a fresh lab
+// when that check fails) and bench/ansible/site.yml runs its install and re-run, timed the same way (wall clock of
+// the whole command), with forks = --forks (default: the host count), ANSIBLE_PIPELINING=1, host key checking
+// against the lab's known_hosts (the lab inventory's ansible_ssh_common_args), Ansible's default ControlPersist
+// SSH multiplexing, ansible_python_interpreter=/usr/bin/python3 (no interpreter discovery) and the json callback.
+// Its files are rendered into a temp dir from the same sources and build: dist/agent, the agent config and unit
+// (agent_service defaults), the readiness probe, and the nft ruleset of the firewall module (buildDesired +
+// renderNftApply; the agent's uid/gid filled in per host from the user/group tasks).
+//
+// What the Ansible playbook does NOT do that our site.yml does (so our run does more work, not less):
+//   - agent_release: no sha256 check of every file against the manifest on the host (copy compares checksums file
+//     by file instead), no atomic tmp-dir rename, no `previous` link, no pruning of old releases;
+//   - agent_user / trust_store: no save of the shadow-utils backups and of the regenerated trust tree (what makes
+//     our uninstall byte-identical);
+//   - trust_coverage (the Node/certifi/Java trust report, a JVM keytool listing on the first run): not done at all;
+//   - agent_service: no systemd-analyze verify of the unit (Ansible validates into a temp name without .service);
+//   - firewall: no commit-confirmed auto-revert, no epoch-firewall.service health watcher / agent drop-in (rules are
+//     loaded with a plain `nft -f`, guarded by "file changed or our table missing"), no semantic compare of the live
+//     rules, no iptables fallback or backend choice; firewall_confirm has no counterpart;
+//   - verify: curl as nobody + the served certificate checked against the host CA, but not the agent's metrics
+//     count and no drift re-check of firewall/trust store;
+//   - no journal (rollback), no automatic rollback of a failed canary. Both run the same serial [1, "50%", "100%"]
+//     batches with max_fail_percentage 0.
 // Usage: npm run build && node --import tsx bench/install-fleet.ts [--hosts N] [--forks F] [--flavor mixed]  (root)
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { labSkipReason, withLab } from '../test/support/lab';
+import { agentServiceParams } from '../provisioner/src/modules/agent/agent-service';
+import { renderAgentConfig } from '../provisioner/src/modules/agent/agent-config';
+import { renderUnit, waitHealthySource } from '../provisioner/src/modules/agent/systemd-unit';
+import { buildDesired } from '../provisioner/src/modules/firewall/model';
+import { firewallParams } from '../provisioner/src/modules/firewall/params';
+import { kernelSupportsInetNat } from '../provisioner/src/modules/firewall/plan';
+import { nftFamiliesFor, renderNftApply } from '../provisioner/src/modules/firewall/render-nft';
+import { type Lab, labSkipReason, withLab } from '../test/support/lab';
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -68,14 +99,278 @@ function run(inventory: string): Timed {
   return { seconds, exitCode: r.status, changed: sum('changed'), failed: sum('failed'), tasks };
 }
 
+// ---- Ansible, side by side ----
+
+// Ansible refuses to start unless the locale encoding is UTF-8 (test runners often export LC_ALL=C).
+const ansibleLocale = { LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' };
+const ansibleOnPath = spawnSync('sh', ['-c', 'command -v ansible-playbook']).status === 0;
+let ansibleProblem = ansibleOnPath ? '' : 'not installed';
+const ansibleVersion = (() => {
+  if (!ansibleOnPath) return null;
+  const r = spawnSync('ansible-playbook', ['--version'], { encoding: 'utf8', env: { ...process.env, ...ansibleLocale } });
+  if (r.error || r.status !== 0) {
+    ansibleProblem = `on PATH, but \`ansible-playbook --version\` failed: ${(r.stderr || r.stdout || String(r.error)).trim()}`;
+    console.error(`install-fleet: ansible-playbook ${ansibleProblem}; no comparison`);
+    return null;
+  }
+  const core = /ansible-playbook \[core ([^\]]+)\]/.exec(r.stdout)?.[1] ?? r.stdout.split('\n')[0]!.trim();
+  const pkg = spawnSync('dpkg-query', ['-W', '-f', '\x24{Version}', 'ansible'], { encoding: 'utf8' });
+  return { core, package: pkg.status === 0 ? `ansible ${pkg.stdout.trim()} (Debian)` : 'unknown package' };
+})();
+
+// Stand-ins for the agent's uid/gid in the rendered ruleset; the template fills in each host's own.
+const uidMark = 4294967001;
+const gidMark = 4294967002;
+
+/** The files bench/ansible/site.yml reads (epoch_files_dir), rendered from the sources and build our modules use. */
+function renderAnsibleFiles(dir: string, controllerAddress: string): { version: string } {
+  const manifest = JSON.parse(readFileSync(join(repo, 'dist/agent/manifest.json'), 'utf8')) as { version: string; files: Record<string, string> };
+  mkdirSync(join(dir, 'release'), { recursive: true });
+  for (const f of [...Object.keys(manifest.files), 'manifest.json']) {
+    mkdirSync(join(dir, 'release', f, '..'), { recursive: true });
+    cpSync(join(repo, 'dist/agent', f), join(dir, 'release', f));
+  }
+  const p = agentServiceParams.parse({});
+  writeFileSync(join(dir, 'agent.json'), `${JSON.stringify(renderAgentConfig(p), null, 2)}\n`);
+  writeFileSync(join(dir, 'wait-healthy.cjs'), waitHealthySource);
+  const unit = renderUnit({
+    nodePath: '{{ epoch_node }}',
+    health: p.health,
+    drainSeconds: p.drain_seconds,
+    readySeconds: p.ready_seconds,
+    memoryMax: p.memory_max,
+    startLimitBurst: p.start_limit_burst,
+    startLimitIntervalSec: p.start_limit_interval_sec,
+  });
+  writeFileSync(join(dir, 'epoch-agent.service.j2'), unit);
+  const fw = firewallParams.parse({});
+  const desired = buildDesired(fw, { agentUid: uidMark, agentGid: gidMark, excludeUids: [], controllerAddress });
+  const kernel = spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim();
+  const rules = renderNftApply(desired, nftFamiliesFor(desired, kernelSupportsInetNat(kernel)), 'loaded');
+  if (rules.includes('{{') || rules.includes('{%') || rules.includes('{#')) throw new Error('rules.nft would not survive Jinja');
+  writeFileSync(join(dir, 'rules.nft.j2'), rules.replaceAll(String(uidMark), '{{ epoch_user.uid }}').replaceAll(String(gidMark), '{{ epoch_group.gid }}'));
+  return { version: manifest.version };
+}
+
+interface AnsibleTimed {
+  seconds: number;
+  exitCode: number | null;
+  changed: number;
+  failed: number;
+  /** Per task: wall seconds over all hosts (the json callback has no per-host durations), summed over the batches. */
+  tasks: { task: string; seconds: number }[];
+}
+
+interface AnsibleJson {
+  plays?: { tasks?: { task: { name: string; duration?: { start?: string; end?: string } } }[] }[];
+  stats?: Record<string, { changed: number; failures: number; unreachable: number }>;
+}
+
+function runAnsible(lab: Lab, filesDir: string, version: string, ansibleHome: string): AnsibleTimed {
+  const vars = {
+    epoch_files_dir: filesDir,
+    epoch_version: version,
+    ansible_python_interpreter: '/usr/bin/python3',
+  };
+  const varsFile = join(ansibleHome, 'vars.json');
+  writeFileSync(varsFile, JSON.stringify(vars));
+  const started = performance.now();
+  const r = spawnSync('ansible-playbook', ['-i', lab.inventoryPath, '--forks', String(forks), '-e', `@${varsFile}`, join(repo, 'bench/ansible/site.yml')], {
+    // Not the repo: no ansible.cfg is picked up from the working directory.
+    cwd: ansibleHome,
+    env: {
+      ...process.env,
+      ...ansibleLocale,
+      ANSIBLE_CONFIG: '',
+      ANSIBLE_HOME: ansibleHome,
+      ANSIBLE_LOCAL_TEMP: join(ansibleHome, 'tmp'),
+      ANSIBLE_SSH_CONTROL_PATH_DIR: join(ansibleHome, 'cp'),
+      ANSIBLE_PIPELINING: '1',
+      ANSIBLE_FORKS: String(forks),
+      ANSIBLE_HOST_KEY_CHECKING: 'True',
+      ANSIBLE_TIMEOUT: '60',
+      ANSIBLE_STDOUT_CALLBACK: 'json',
+      ANSIBLE_NOCOLOR: '1',
+      ANSIBLE_RETRY_FILES_ENABLED: 'False',
+    },
+    encoding: 'utf8',
+    maxBuffer: 512 * 1024 * 1024,
+  });
+  const seconds = (performance.now() - started) / 1000;
+  let out: AnsibleJson = {};
+  try {
+    out = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as AnsibleJson;
+  } catch {
+    console.error(`ansible-playbook output is not JSON:\n${r.stdout.slice(-2000)}`);
+  }
+  const stats = Object.values(out.stats ?? {});
+  const byTask = new Map<string, number>();
+  for (const play of out.plays ?? []) {
+    for (const t of play.tasks ?? []) {
+      const d = t.task.duration;
+      if (!d?.start || !d.end) continue;
+      byTask.set(t.task.name, (byTask.get(t.task.name) ?? 0) + (Date.parse(d.end) - Date.parse(d.start)) / 1000);
+    }
+  }
+  const tasks = [...byTask].map(([task, s]) => ({ task, seconds: Number(s.toFixed(2)) })).sort((a, b) => b.seconds - a.seconds);
+  if (r.status !== 0) {
+    console.error(r.stderr.slice(-2000));
+    for (const play of (out as { plays?: { tasks?: { task: { name: string }; hosts: Record<string, { failed?: boolean; unreachable?: boolean; msg?: string; stdout?: string; stderr?: string }> }[] }[] }).plays ?? []) {
+      for (const t of play.tasks ?? []) {
+        for (const [h, res] of Object.entries(t.hosts)) {
+          if (res.failed || res.unreachable) console.error(`  ${h}: ${t.task.name}: ${JSON.stringify({ msg: res.msg, stdout: res.stdout, stderr: res.stderr }).slice(0, 600)}`);
+        }
+      }
+    }
+  }
+  return {
+    seconds,
+    exitCode: r.status,
+    changed: stats.reduce((a, s) => a + s.changed, 0),
+    failed: stats.reduce((a, s) => a + s.failures + s.unreachable, 0),
+    tasks,
+  };
+}
+
+/** Our uninstall, then a per-host check that nothing of the install is left; the hosts that still have something. */
+async function resetHosts(lab: Lab): Promise<{ seconds: number; exitCode: number | null; dirtyHosts: string[] }> {
+  const started = performance.now();
+  const r = spawnSync(process.execPath, [join(repo, 'bin/epoch-provision.mjs'), 'uninstall', '--inventory', lab.inventoryPath, '--yes', '--output', 'json', '--forks', String(forks)], {
+    cwd: repo,
+    env: { ...process.env, XDG_CACHE_HOME: cacheHome },
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  const seconds = (performance.now() - started) / 1000;
+  if (r.status !== 0) console.error(`uninstall exited ${r.status}: ${r.stderr.slice(-2000)}`);
+  const check = `for p in /opt/epoch-agent /etc/epoch-agent /etc/systemd/system/epoch-agent.service /usr/local/share/ca-certificates/epoch-provision-ca.crt /etc/pki/ca-trust/source/anchors/epoch-provision-ca.pem; do [ -e "$p" ] && echo "left: $p"; done
+getent passwd epoch-agent > /dev/null && echo 'left: user epoch-agent'
+getent group epoch-agent > /dev/null && echo 'left: group epoch-agent'
+nft list table inet epoch_provision > /dev/null 2>&1 && echo 'left: nft table'
+systemctl is-active -q epoch-agent.service && echo 'left: agent running'
+exit 0`;
+  const results = await Promise.all(lab.hosts.map(async (h) => ({ host: h.name, out: (await lab.execOk(h, ['sh', '-c', check])).trim() })));
+  for (const x of results) if (x.out) console.error(`reset: ${x.host}: ${x.out.replace(/\n/g, '; ')}`);
+  return { seconds, exitCode: r.status, dirtyHosts: results.filter((x) => x.out).map((x) => x.host) };
+}
+
+// The files both installs write from the same sources: Ansible's must equal ours, byte for byte, on the same host.
+const comparedFiles = ['/etc/epoch-agent/agent.json', '/etc/systemd/system/epoch-agent.service', '/opt/epoch-agent/libexec/wait-healthy.cjs', '/etc/epoch-provision/firewall/rules.nft'];
+
+async function snapshotFiles(lab: Lab): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const h of lab.hosts.slice(0, 2)) {
+    for (const f of comparedFiles) {
+      const r = await lab.exec(h, ['sha256sum', f]);
+      out.set(`${h.name}:${f}`, r.exitCode === 0 ? (r.stdout.split(' ')[0] ?? '') : 'missing');
+    }
+  }
+  return out;
+}
+
+async function ansibleSide(lab: Lab, oursFiles: Map<string, string> | null) {
+  const home = mkdtempSync(join(tmpdir(), 'epoch-bench-ansible-'));
+  try {
+    mkdirSync(join(home, 'tmp'));
+    mkdirSync(join(home, 'cp'));
+    const files = join(home, 'files');
+    const { version } = renderAnsibleFiles(files, lab.controllerAddress);
+    const install = runAnsible(lab, files, version, home);
+    let differentFiles: string[] | null = null;
+    if (oursFiles) {
+      const theirs = await snapshotFiles(lab);
+      differentFiles = [...oursFiles].filter(([k, v]) => theirs.get(k) !== v).map(([k]) => k);
+      if (differentFiles.length) console.error(`install-fleet: Ansible wrote different files than ours: ${differentFiles.join(', ')}`);
+    }
+    const rerun = runAnsible(lab, files, version, home);
+    return { install, rerun, differentFiles };
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const fmt = (t: { seconds: number; exitCode: number | null; changed: number; failed: number }) =>
+  `${t.seconds.toFixed(1)} s, exit ${t.exitCode}, ${t.changed} changed, ${t.failed} failed`;
+
+interface AnsibleRun {
+  install: AnsibleTimed;
+  rerun: AnsibleTimed;
+  loadBefore: string;
+  loadAfter: string;
+  /** host:path of the compared files whose sha256 differs from what our install wrote there (null: not compared). */
+  differentFiles: string[] | null;
+}
+// Filled in inside the lab callbacks (an object, so TypeScript does not narrow the fields to their initial null).
+const state: {
+  ours: { install: Timed; rerun: Timed; loadAfter: string } | null;
+  reset: Awaited<ReturnType<typeof resetHosts>> | null;
+  ansible: AnsibleRun | null;
+  freshLab: boolean;
+} = { ours: null, reset: null, ansible: null, freshLab: false };
+
+async function timedAnsible(lab: Lab, oursFiles: Map<string, string> | null): Promise<AnsibleRun> {
+  const loadBefore = load();
+  const side = await ansibleSide(lab, oursFiles);
+  return { ...side, loadBefore, loadAfter: load() };
+}
+
+const loadBefore = load();
+let oursFiles: Map<string, string> | null = null;
 await withLab({ hosts, flavor }, async (lab) => {
   const install = run(lab.inventoryPath);
   const rerun = run(lab.inventoryPath);
-  const ansible = spawnSync('sh', ['-c', 'command -v ansible-playbook']).status === 0;
-  const result = { date: new Date().toISOString(), hosts, flavor, forks, install, rerun, ansible: ansible ? 'installed, comparison not implemented' : 'not installed' };
-  writeFileSync(join(repo, 'bench/results/install-fleet.json'), `${JSON.stringify(result, null, 2)}\n`);
+  state.ours = { install, rerun, loadAfter: load() };
   console.log('re-run, slowest tasks (host-seconds, slowest host):');
   for (const t of rerun.tasks.slice(0, 8)) console.log(`  ${t.task}: ${t.hostSeconds} s, max ${t.maxSeconds} s`);
-  console.log(`| hosts | install | idempotent re-run | ansible-playbook |\n|---|---|---|---|`);
-  console.log(`| ${hosts} (${flavor}, forks ${forks}) | ${install.seconds.toFixed(1)} s, exit ${install.exitCode}, ${install.changed} changed tasks, ${install.failed} failed | ${rerun.seconds.toFixed(1)} s, exit ${rerun.exitCode}, ${rerun.changed} changed | ${result.ansible} |`);
+  if (!ansibleVersion) return;
+  oursFiles = await snapshotFiles(lab);
+  state.reset = await resetHosts(lab);
+  if (state.reset.exitCode !== 0 || state.reset.dirtyHosts.length > 0) state.freshLab = true;
+  else state.ansible = await timedAnsible(lab, oursFiles);
 });
+if (ansibleVersion && state.freshLab) {
+  console.error('install-fleet: our uninstall did not reset every host; Ansible runs on a fresh lab instead');
+  await withLab({ hosts, flavor }, async (lab) => {
+    state.ansible = await timedAnsible(lab, oursFiles);
+  });
+}
+
+const o = state.ours;
+if (!o) process.exit(1);
+const a = state.ansible;
+const ratio = (x: number, y: number) => Number((y / x).toFixed(2));
+const comparison = a && {
+  ansibleVersion,
+  settings: { forks, pipelining: true, hostKeyChecking: 'lab known_hosts', pythonInterpreter: '/usr/bin/python3', serial: [1, '50%', '100%'] },
+  reset: state.reset && { via: 'epoch-provision uninstall', seconds: Number(state.reset.seconds.toFixed(1)), exitCode: state.reset.exitCode, dirtyHosts: state.reset.dirtyHosts },
+  freshLab: state.freshLab,
+  loadAverage: { before: loadBefore, afterOurs: o.loadAfter, beforeAnsible: a.loadBefore, afterAnsible: a.loadAfter },
+  filesIdenticalToOurs: a.differentFiles === null ? 'not compared' : a.differentFiles.length === 0 ? true : a.differentFiles,
+  install: a.install,
+  rerun: a.rerun,
+  speedup: { install: ratio(o.install.seconds, a.install.seconds), rerun: ratio(o.rerun.seconds, a.rerun.seconds) },
+  goalMet5x: o.install.seconds * 5 <= a.install.seconds,
+};
+const result = {
+  date: new Date().toISOString(),
+  hosts,
+  flavor,
+  forks,
+  install: o.install,
+  rerun: o.rerun,
+  ansible: comparison ?? ansibleProblem,
+};
+writeFileSync(join(repo, 'bench/results/install-fleet.json'), `${JSON.stringify(result, null, 2)}\n`);
+console.log(`| hosts | install | idempotent re-run | ansible-playbook |\n|---|---|---|---|`);
+console.log(`| ${hosts} (${flavor}, forks ${forks}) | ${o.install.seconds.toFixed(1)} s, exit ${o.install.exitCode}, ${o.install.changed} changed tasks, ${o.install.failed} failed | ${o.rerun.seconds.toFixed(1)} s, exit ${o.rerun.exitCode}, ${o.rerun.changed} changed | ${comparison ? 'see below' : ansibleProblem} |`);
+if (comparison && a) {
+  console.log(`\nside by side, ${hosts} ${flavor} hosts, forks ${forks} (${ansibleVersion?.package}, core ${ansibleVersion?.core}; pipelining on):`);
+  console.log('| | epoch-provision | ansible-playbook | Ansible / epoch |\n|---|---|---|---|');
+  console.log(`| install | ${fmt(o.install)} | ${fmt(a.install)} | ${comparison.speedup.install}x |`);
+  console.log(`| idempotent re-run | ${fmt(o.rerun)} | ${fmt(a.rerun)} | ${comparison.speedup.rerun}x |`);
+  console.log(`load average: ${loadBefore} at start, ${o.loadAfter} after ours, ${a.loadBefore} before Ansible, ${a.loadAfter} after`);
+  console.log(`5x goal (install): ${comparison.goalMet5x ? 'met' : 'NOT met'}`);
+  console.log('Ansible, slowest tasks of the install (wall seconds, all hosts):');
+  for (const t of a.install.tasks.slice(0, 8)) console.log(`  ${t.task}: ${t.seconds} s`);
+}
