@@ -12,6 +12,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { waitForPort } from './netns-sshd';
 
 export interface ChainHost {
   name: string;
@@ -51,18 +52,6 @@ function namespacePids(namespace: string): number[] {
   }
 }
 
-async function waitForPort(namespace: string, address: string, port: number): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    try {
-      const out = execFileSync('ip', ['netns', 'exec', namespace, 'ss', '-Hltn', `sport = :${port}`]).toString();
-      if (out.includes(address)) return;
-    } catch {
-      // ss not ready yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`sshd in ${namespace} did not listen on ${address}:${port} within 5 s`);
-}
 
 /** `hosts`: name and sshd port of each hop, controller side first (at most 4). `index`: 0..3, one per chain at once. */
 export async function startSshChain(hosts: { name: string; port: number }[], index: number): Promise<SshChain> {

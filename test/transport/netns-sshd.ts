@@ -43,7 +43,7 @@ export function skipReason(): string | undefined {
 
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
-async function waitForPort(namespace: string, address: string, port: number): Promise<void> {
+export async function waitForPort(namespace: string, address: string, port: number): Promise<void> {
   for (let i = 0; i < 50; i++) {
     try {
       const out = execFileSync('ip', ['netns', 'exec', namespace, 'ss', '-Hltn', `sport = :${port}`]).toString();
