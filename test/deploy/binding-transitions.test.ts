@@ -144,6 +144,43 @@ describe('redirect rule transitions while the agent runs', { skip, timeout: 10 *
     }
   });
 
+  for (const backend of ['nft', 'iptables-nft', 'iptables-legacy'] as const) {
+    test(`the firewall module's own rules (${backend}), loaded and unloaded by its host script: no failed request across 8 loads and 8 unloads`, async (t) => {
+      const params = { backend, agentPort: 8443, controllerAddresses: [`${lab.controllerAddress}/32`] };
+      await converge(ssh, firewallModule, params);
+      await confirmFirewall(ssh);
+      // The watcher would re-load on its own; these transitions are driven by hand with the same script commands.
+      await lab.execOk('deb1', ['systemctl', 'stop', 'epoch-firewall.service']);
+      try {
+        const before = await agentErrors();
+        const tally = await transitions(
+          () => lab.execOk('deb1', [firewallScriptPath, 'load']),
+          () => lab.execOk('deb1', [firewallScriptPath, 'unload']),
+          8,
+        );
+        const after = await agentErrors();
+        const loops = { relayed: (after.loop_relayed ?? 0) - (before.loop_relayed ?? 0), refused: (after.loop_refused ?? 0) - (before.loop_refused ?? 0) };
+        t.diagnostic(`${backend} module rules: ${JSON.stringify(tally)}; the agent's own connections back through stale conntrack NAT: ${JSON.stringify(loops)}`);
+        for (const failure of tally.failures.slice(0, 3)) {
+          // The agent's and the binding's own lines around the failure (minus its per-connection "intercepted" lines),
+          // to tell a rule transition from an agent-side failure.
+          const at = /at (\d\d:\d\d:\d\d)/.exec(failure)?.[1];
+          if (!at) continue;
+          const [h, m, sec] = at.split(':').map(Number) as [number, number, number];
+          const clock = (d: number) => new Date(Date.UTC(2000, 0, 1, h, m, sec + d)).toISOString().slice(11, 19);
+          const journal = await lab.exec('deb1', ['journalctl', '-u', 'epoch-agent', '-u', 'epoch-firewall', '--since', clock(-2), '--until', clock(2), '--no-pager', '-o', 'short-precise']);
+          t.diagnostic(`${failure}\n${journal.stdout.split('\n').filter((l) => !/"outcome":"intercepted"/.test(l)).slice(-40).join('\n')}`);
+        }
+        assert.deepEqual([tally.unload.fail, tally.load.fail], [0, 0], tally.failures.join('; '));
+        assert.equal(tally.unload.ok + tally.load.ok, 2 * 8 * 48);
+        assert.equal(loops.refused, 0, 'none of our own connections was refused as a loop');
+      } finally {
+        await lab.execOk('deb1', ['systemctl', 'start', 'epoch-firewall.service']);
+        await converge(ssh, firewallModule, { ...params, state: 'absent' });
+      }
+    });
+  }
+
   async function waitForFile(path: string): Promise<void> {
     for (let i = 0; i < 100; i++) {
       if ((await lab.exec('deb1', ['test', '-e', path])).exitCode === 0) return;
