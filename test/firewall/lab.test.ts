@@ -64,6 +64,21 @@ for (const c of cases) {
   });
 }
 
+/**
+ * The ruleset once a load has finished: iptables and ip6tables are separate tables, loaded one after the other, so
+ * the v4 redirect can already work while v6 is still being loaded. Waits (bounded) for `expected`, then returns
+ * whatever is there, for the caller's assertion to show any difference.
+ */
+async function settledRuleset(expected: string): Promise<string> {
+  let last = '';
+  for (let i = 0; i < 50; i++) {
+    last = await ruleset();
+    if (last === expected) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return last;
+}
+
 async function scenario(params: Record<string, unknown>, backend: string): Promise<void> {
   const c = { params, backend };
   {
@@ -98,7 +113,7 @@ async function scenario(params: Record<string, unknown>, backend: string): Promi
     assert.notEqual(parked, pristine);
     assert.match(parked, c.backend === 'nft' ? /ct state new return/ : /-m conntrack --ctstate NEW -m comment --comment epoch-provision -j RETURN/);
     await waitFor('redirected again after the agent restarted', 20_000, async () => (await probe('nobody')) === 'agent');
-    assert.equal(await ruleset(), withRules);
+    assert.equal(await settledRuleset(withRules), withRules);
     // A clean stop takes the binding down with it (BindsTo=); starting the agent brings it back (the drop-in's
     // Wants=, as at boot), and the rules return only after the health check.
     await lab.execOk(host, ['systemctl', 'stop', 'epoch-agent.service']);
@@ -112,7 +127,7 @@ async function scenario(params: Record<string, unknown>, backend: string): Promi
     await lab.execOk(host, ['systemctl', 'start', 'epoch-agent.service']);
     await waitFor('redirected after a clean start of the agent', 10_000, async () => (await probe('nobody')) === 'agent');
     assert.equal((await lab.exec(host, ['systemctl', 'is-active', 'epoch-firewall.service'])).stdout.trim(), 'active');
-    assert.equal(await ruleset(), withRules);
+    assert.equal(await settledRuleset(withRules), withRules);
     await sshStillWorks();
 
     // 6. A change the controller never confirms (connection dropped): the host reverts on its own.
