@@ -160,7 +160,7 @@ test('fleet CA files: key encrypted at rest with mode 0600, cert 0644, no overwr
     assert.equal(statSync(keyFile).mode & 0o777, 0o600);
     assert.equal(statSync(certFile).mode & 0o777, 0o644);
     const keyText = readFileSync(keyFile, 'utf8');
-    assert.match(keyText, /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
+    assert.match(keyText, /^-{5}BEGIN ENCRYPTED PRIVATE KEY-{5}\n/);
     const reloaded = loadPemCa(certFile, keyFile, 'long-enough-passphrase');
     assert.deepEqual(caProblems(reloaded), []);
     assert.throws(() => createPrivateKey({ key: keyText, format: 'pem', passphrase: 'wrong-passphrase' }));

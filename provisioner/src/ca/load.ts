@@ -45,7 +45,7 @@ export function parseKeyPem(file: string, data: Buffer, passphrase: string | und
   const keyBlock = pemBlocks(text).find((b) => b.label.endsWith('PRIVATE KEY'));
   if (!keyBlock) {
     if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) throw fileProblem(file, 'malformed PEM: the PRIVATE KEY block has no matching END line');
-    throw fileProblem(file, 'no private key in file (expected a "-----BEGIN PRIVATE KEY-----" block)');
+    throw fileProblem(file, 'no private key in file (expected a PEM "PRIVATE KEY" block, plain or encrypted)');
   }
   const encrypted = keyBlock.label === 'ENCRYPTED PRIVATE KEY' || /Proc-Type: 4,ENCRYPTED/.test(keyBlock.pem);
   if (encrypted && passphrase === undefined) throw fileProblem(file, 'the private key is encrypted and no passphrase was given (pass --key-passphrase-env VAR)');
