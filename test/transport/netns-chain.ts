@@ -12,7 +12,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitForPort } from './netns-sshd';
+import { sshdConfig, waitForPort } from './netns-sshd';
 
 export interface ChainHost {
   name: string;
@@ -126,24 +126,13 @@ export async function startSshChain(hosts: { name: string; port: number }[], ind
       const config = join(dir, `${host.name}_sshd_config`);
       writeFileSync(
         config,
-        [
-          `ListenAddress ${host.address}:${host.port}`,
-          `HostKey ${keyFile}`,
-          `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-          'PermitRootLogin prohibit-password',
-          'PasswordAuthentication no',
-          'KbdInteractiveAuthentication no',
-          'StrictModes no',
-          'UsePAM no',
-          'PidFile none',
-          'AllowTcpForwarding yes',
+        sshdConfig({
+          listen: `${host.address}:${host.port}`,
+          hostKey: keyFile,
+          authorizedKeys: join(dir, 'authorized_keys'),
           // The server side never gives up on us by itself: only the client's keepalive is under test.
-          'ClientAliveInterval 0',
-          'TCPKeepAlive no',
-          'Subsystem sftp internal-sftp',
-          'LogLevel ERROR',
-          '',
-        ].join('\n'),
+          extra: ['ClientAliveInterval 0', 'TCPKeepAlive no'],
+        }),
       );
       // A private /run (sshd's privilege-separation folder) and /var/lib (the runner's host journal) per host.
       const script = 'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 755 /run/sshd && mount -t tmpfs -o mode=755 tmpfs /var/lib && exec /usr/sbin/sshd -D -e -f "$1"';

@@ -43,6 +43,37 @@ export function skipReason(): string | undefined {
 
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
+/** sshd_config for a test sshd: key auth for root only, no PAM, no pid file, SFTP; `extra` lines before the rest. */
+export function sshdConfig(o: { listen: string; hostKey: string; authorizedKeys: string; extra?: string[] }): string {
+  return [
+    `ListenAddress ${o.listen}`,
+    `HostKey ${o.hostKey}`,
+    `AuthorizedKeysFile ${o.authorizedKeys}`,
+    'PermitRootLogin prohibit-password',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'StrictModes no',
+    'UsePAM no',
+    'PidFile none',
+    'AllowTcpForwarding yes',
+    ...(o.extra ?? []),
+    'Subsystem sftp internal-sftp',
+    'LogLevel ERROR',
+    '',
+  ].join('\n');
+}
+
+/** Sends `signal` to each pid, ignoring the ones that exited meanwhile. */
+export function signalAll(pids: readonly number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
+
 export async function waitForPort(namespace: string, address: string, port: number): Promise<void> {
   for (let i = 0; i < 50; i++) {
     try {
@@ -117,24 +148,7 @@ export async function startNetnsSshLab(): Promise<NetnsSshLab> {
         rmSync(`${keyFile}.pub`, { force: true });
         execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
         const config = join(dir, `${name}_sshd_config`);
-        writeFileSync(
-          config,
-          [
-            `ListenAddress ${address}:${port}`,
-            `HostKey ${keyFile}`,
-            `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-            'PermitRootLogin prohibit-password',
-            'PasswordAuthentication no',
-            'KbdInteractiveAuthentication no',
-            'StrictModes no',
-            'UsePAM no',
-            'PidFile none',
-            'AllowTcpForwarding yes',
-            'Subsystem sftp internal-sftp',
-            'LogLevel ERROR',
-            '',
-          ].join('\n'),
-        );
+        writeFileSync(config, sshdConfig({ listen: `${address}:${port}`, hostKey: keyFile, authorizedKeys: join(dir, 'authorized_keys') }));
         // sshd needs its privilege-separation folder /run/sshd: give it a private tmpfs /run instead of touching the
         // host's. These "hosts" share this machine's file system, so /var/lib (where the runner keeps its host journal)
         // is a private tmpfs too: nothing a test applies lands in the real /var/lib.

@@ -12,7 +12,7 @@ import { connectionSpecsFor, loadInventory } from '../../provisioner/src/config'
 import { isUnreachableError } from '../../provisioner/src/core/errors';
 import { JumpPool, SshTransport } from '../../provisioner/src/transport/ssh-transport';
 import { type SshChain, startSshChain } from './netns-chain';
-import { skipReason } from './netns-sshd';
+import { signalAll, skipReason } from './netns-sshd';
 
 const skip = skipReason();
 const repo = join(import.meta.dirname, '../..');
@@ -163,15 +163,7 @@ describe('ProxyJump through two bastions (netns chain)', { skip }, () => {
       keepaliveIntervalMs: 1000,
     });
     let pids: number[] = [];
-    const signal = (sig: NodeJS.Signals) => {
-      for (const pid of pids) {
-        try {
-          process.kill(pid, sig);
-        } catch {
-          // exited meanwhile
-        }
-      }
-    };
+    const signal = (sig: NodeJS.Signals) => signalAll(pids, sig);
     try {
       assert.equal((await t.exec(['true'])).exitCode, 0);
       const running = t.exec(['sleep', '60']);

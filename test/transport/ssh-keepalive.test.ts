@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { isUnreachableError } from '../../provisioner/src/core/errors';
 import { SshTransport, type SshTransportOptions } from '../../provisioner/src/transport/ssh-transport';
 import { type SshChain, startSshChain } from './netns-chain';
-import { skipReason } from './netns-sshd';
+import { signalAll, skipReason } from './netns-sshd';
 
 const skip = skipReason();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -81,15 +81,7 @@ describe('ssh keepalive (netns sshd)', { skip, concurrency: true }, () => {
   test('a frozen sshd (SIGSTOP): the running and the next command fail as unreachable (keepalive timeout) within interval × (count + 1)', async () => {
     const t = await SshTransport.connect(optionsFor(frozen, { keepaliveIntervalMs: shortInterval }));
     let pids: number[] = [];
-    const signal = (sig: NodeJS.Signals) => {
-      for (const pid of pids) {
-        try {
-          process.kill(pid, sig);
-        } catch {
-          // exited meanwhile
-        }
-      }
-    };
+    const signal = (sig: NodeJS.Signals) => signalAll(pids, sig);
     try {
       assert.equal((await t.exec(['true'])).exitCode, 0);
       const running = t.exec(['sleep', '60']);

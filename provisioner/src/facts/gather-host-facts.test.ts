@@ -2,12 +2,12 @@
 // script for real on this machine through LocalTransport (read-only), with PATH narrowed to a temp folder holding the
 // tools it needs and a private copy of node, so touching the copy stands for an upgrade.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
+import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { LocalTransport } from '../transport/local-transport';
+import { nodeCopy, toolBin } from './test-tool-bin';
 
 const work = mkdtempSync(join(tmpdir(), 'epoch-facts-node-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -16,14 +16,8 @@ delete process.env.EPOCH_PROVISION_NO_CACHE;
 const { gatherHostFacts } = await import('./gather-host-facts');
 
 test('node version in the facts: probed once, then from the cache until the binary changes', async () => {
-  const bin = join(work, 'bin');
-  mkdirSync(bin);
-  for (const tool of ['sh', 'cat', 'uname', 'ls', 'readlink', 'stat', 'ldd', 'sed', 'env', 'grep', 'sort', 'cksum', 'head']) {
-    symlinkSync(execFileSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { encoding: 'utf8' }).trim(), join(bin, tool));
-  }
-  const node = join(bin, 'node');
-  copyFileSync(process.execPath, node);
-  execFileSync('chmod', ['0755', node]);
+  const bin = toolBin(join(work, 'bin'), ['sh', 'cat', 'uname', 'ls', 'readlink', 'stat', 'ldd', 'sed', 'env', 'grep', 'sort', 'cksum', 'head']);
+  const node = nodeCopy(join(bin, 'node'));
   const saved = process.env.PATH;
   process.env.PATH = bin;
   try {

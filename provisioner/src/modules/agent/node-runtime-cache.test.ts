@@ -2,12 +2,12 @@
 // binary is asked again. Runs for real on this machine through LocalTransport, read-only, with PATH narrowed to a temp
 // folder holding the tools the probe uses and a private copy of node (so it can be "upgraded" by touching it).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { LocalTransport } from '../../transport/local-transport';
+import { nodeCopy, toolBin } from '../../facts/test-tool-bin';
 
 const work = mkdtempSync(join(tmpdir(), 'epoch-node-runtime-cache-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -21,14 +21,8 @@ test('parseRuntimeIdentities groups nodeid lines under their node', () => {
 });
 
 test('probeRuntime: versions from the cache while the binary is unchanged; a changed binary runs again', async () => {
-  const bin = join(work, 'bin');
-  mkdirSync(bin);
-  for (const tool of ['sh', 'uname', 'getconf', 'sed', 'readlink', 'stat', 'ldd', 'env', 'grep', 'sort', 'cksum', 'head', 'timeout']) {
-    symlinkSync(execFileSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { encoding: 'utf8' }).trim(), join(bin, tool));
-  }
-  const node = join(bin, 'node');
-  copyFileSync(process.execPath, node);
-  execFileSync('chmod', ['0755', node]);
+  const bin = toolBin(join(work, 'bin'), ['sh', 'uname', 'getconf', 'sed', 'readlink', 'stat', 'ldd', 'env', 'grep', 'sort', 'cksum', 'head', 'timeout']);
+  const node = nodeCopy(join(bin, 'node'));
   symlinkSync(node, join(bin, 'nodejs')); // as on Debian: the same binary under two names
   const saved = process.env.PATH;
   process.env.PATH = bin;

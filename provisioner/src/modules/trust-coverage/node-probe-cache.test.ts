@@ -3,16 +3,16 @@
 // a temp folder of the tools it needs (so the controller's own python3 and keytool are not probed) and a private copy
 // of node as the node binary.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { execFileSync } from 'node:child_process';
 import type { ExecResult } from '../../transport/transport';
 import { LocalTransport } from '../../transport/local-transport';
 import { createCa } from '../../ca/create';
 import { normalisePem } from '../ca/params';
 import { controllerCacheDir, ProbeCache } from '../../facts/probe-cache';
+import { nodeCopy, toolBin } from '../../facts/test-tool-bin';
 
 const work = mkdtempSync(join(tmpdir(), 'epoch-node-probe-cache-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -84,16 +84,8 @@ test('ProbeCache: a torn file is probed again; EPOCH_PROVISION_NO_CACHE=1 turns 
 
 test('gather: a converged host skips the node probe; a changed binary or CA probes again, with the same answer', async () => {
   // Tools the gather's scripts use; no python3, no keytool, no node on PATH (the copy is given as node_binaries).
-  const bin = join(work, 'bin');
-  mkdirSync(bin);
-  const tools = ['sh', 'cat', 'test', 'true', 'readlink', 'stat', 'ldd', 'sed', 'env', 'grep', 'sort', 'cksum', 'base64', 'mktemp', 'rm', 'head', 'openssl'];
-  for (const tool of tools) {
-    const path = execFileSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { encoding: 'utf8' }).trim();
-    symlinkSync(path, join(bin, tool));
-  }
-  const node = join(work, 'node');
-  copyFileSync(process.execPath, node);
-  execFileSync('chmod', ['0755', node]);
+  const bin = toolBin(join(work, 'bin'), ['sh', 'cat', 'test', 'true', 'readlink', 'stat', 'ldd', 'sed', 'env', 'grep', 'sort', 'cksum', 'base64', 'mktemp', 'rm', 'head', 'openssl']);
+  const node = nodeCopy(join(work, 'node'));
   const savedPath = process.env.PATH;
   process.env.PATH = bin;
   try {
