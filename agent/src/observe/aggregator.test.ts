@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AgentCounters } from './agent-counters';
-import { Aggregator, overflowLabel } from './aggregator';
+import { Aggregator, newExchangeMemo, overflowLabel } from './aggregator';
 import type { ExchangeRecord } from './exchange';
 import type { ConnectionInfo } from './observer';
 import { AggregatingSink } from './sink';
@@ -52,6 +52,31 @@ test('the total number of exchange series is capped; the excess folds into {over
   assert.deepEqual(keys, ['a /x 200', 'b /x 200', 'c /x 200', 'd /x 200', `${overflowLabel} ${overflowLabel} 200`, `${overflowLabel} ${overflowLabel} 500`].sort());
   const overflowCount = [...a.duration.series.values()].find((s) => s.labels[0] === overflowLabel && s.labels[3] === '200')!.value.count;
   assert.equal(overflowCount, 2);
+});
+
+test('the per-connection memo (keep-alive repeats) gives exactly the series and counts of recording without it', () => {
+  // Small caps so route, server and series overflows all happen; a seeded walk over repeated and new exchange shapes.
+  const options = { maxRoutesPerServer: 3, maxServers: 3, maxExchangeSeries: 6 };
+  const plain = new Aggregator(options);
+  const memoised = new Aggregator(options);
+  let seed = 7;
+  const next = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const connections = Array.from({ length: 5 }, (_, k) => ({ info: info(`s${k % 4}`), memo: newExchangeMemo() }));
+  let last = rec('/a');
+  for (let i = 0; i < 2000; i++) {
+    const c = connections[next(connections.length)]!;
+    // Mostly repeats of the previous shape (keep-alive), sometimes a new target, status or method.
+    if (next(3) === 0) last = { ...rec(`/p${next(8)}`, [200, 404, 503][next(3)], next(50)), method: ['GET', 'POST', 'BREW'][next(3)]! };
+    const r = { ...last, end: next(100) };
+    plain.recordExchange(c.info, r);
+    memoised.recordExchange(c.info, r, c.memo);
+  }
+  const dump = (a: Aggregator) => a.families().map((f) => [f.name, [...f.series.entries()].map(([k, s]) => [k, JSON.stringify(s.value)])]);
+  assert.deepEqual(dump(memoised), dump(plain));
+  assert.ok([...plain.overflowed.series.values()].reduce((n, s) => n + s.value, 0) > 0, 'the walk reached the overflow paths');
 });
 
 test('the sink counts fatal parse errors in AgentCounters and picks the framer by ALPN', () => {

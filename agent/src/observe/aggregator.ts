@@ -57,7 +57,7 @@ export interface HistogramFamily {
 
 export type MetricFamily = CounterFamily | HistogramFamily;
 
-interface ExchangeSeries {
+export interface ExchangeSeries {
   duration: Histogram;
   timeToFirstByte: Histogram;
   requestBodySize: Histogram;
@@ -129,7 +129,15 @@ export class Aggregator {
     histogramSeries(this.handshake, [server, tls]).observe(info.handshakeMs / 1000);
   }
 
-  recordExchange(info: ConnectionInfo, rec: ExchangeRecord): void {
+  recordExchange(info: ConnectionInfo, rec: ExchangeRecord, memo?: ExchangeMemo): void {
+    // Keep-alive connections repeat the same exchange shape: reuse the series found last time on this connection.
+    // Safe because series, admitted routes and servers are only ever added, so the same inputs give the same series.
+    if (memo?.series && memo.target === rec.target && memo.method === rec.method && memo.status === rec.status && memo.version === rec.protocolVersion) {
+      if (memo.overflowed) memo.overflowed.value++;
+      observeExchange(memo.series, rec);
+      return;
+    }
+    let overflowed: Series<number> | null = null;
     let server = this.server(info.serverAddress);
     let route = this.templater.route(rec.target);
     let routes = this.routesByServer.get(server);
@@ -140,7 +148,8 @@ export class Aggregator {
     if (!routes.has(route)) {
       if (routes.size >= this.maxRoutesPerServer) {
         route = overflowLabel;
-        counterSeries(this.overflowed, [server]).value++;
+        overflowed = counterSeries(this.overflowed, [server]);
+        overflowed.value++;
       } else {
         routes.add(route);
       }
@@ -150,7 +159,10 @@ export class Aggregator {
     let s = this.exchangeSeries.get(key);
     if (!s && this.exchangeSeries.size >= this.maxExchangeSeries) {
       // Memory bound across all servers: fold into one overflow server/route (method, status, version stay).
-      if (route !== overflowLabel) counterSeries(this.overflowed, [server]).value++;
+      if (route !== overflowLabel) {
+        overflowed = counterSeries(this.overflowed, [server]);
+        overflowed.value++;
+      }
       server = overflowLabel;
       route = overflowLabel;
       key = `${server}\u0000${info.serverPort}\u0000${method}\u0000${rec.status}\u0000${route}\u0000${rec.protocolVersion}`;
@@ -167,11 +179,15 @@ export class Aggregator {
       };
       this.exchangeSeries.set(key, s);
     }
-    s.duration.observe(Math.max(0, (rec.end - rec.requestStart) / 1000));
-    if (!Number.isNaN(rec.responseStart)) s.timeToFirstByte.observe(Math.max(0, (rec.responseStart - rec.requestStart) / 1000));
-    s.requestBodySize.observe(rec.requestBodyBytes);
-    s.responseBodySize.observe(rec.responseBodyBytes);
-    s.byClass.value++;
+    observeExchange(s, rec);
+    if (memo) {
+      memo.target = rec.target;
+      memo.method = rec.method;
+      memo.status = rec.status;
+      memo.version = rec.protocolVersion;
+      memo.series = s;
+      memo.overflowed = overflowed;
+    }
   }
 
   recordError(info: ConnectionInfo, kind: ObserveErrorKind): void {
@@ -185,6 +201,29 @@ export class Aggregator {
     }
     return overflowLabel;
   }
+}
+
+/** Per-connection memo of the last exchange's series (see recordExchange). */
+export interface ExchangeMemo {
+  target: string;
+  method: string;
+  status: number;
+  version: string;
+  series: ExchangeSeries | null;
+  /** The overflow counter that exchange incremented, if any: a repeat increments it again. */
+  overflowed: Series<number> | null;
+}
+
+export function newExchangeMemo(): ExchangeMemo {
+  return { target: '', method: '', status: 0, version: '', series: null, overflowed: null };
+}
+
+function observeExchange(s: ExchangeSeries, rec: ExchangeRecord): void {
+  s.duration.observe(Math.max(0, (rec.end - rec.requestStart) / 1000));
+  if (!Number.isNaN(rec.responseStart)) s.timeToFirstByte.observe(Math.max(0, (rec.responseStart - rec.requestStart) / 1000));
+  s.requestBodySize.observe(rec.requestBodyBytes);
+  s.responseBodySize.observe(rec.responseBodyBytes);
+  s.byClass.value++;
 }
 
 function histogramFamily(name: string, help: string, labelNames: readonly string[], bounds: readonly number[]): HistogramFamily {

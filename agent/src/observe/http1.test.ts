@@ -49,6 +49,20 @@ test('timings: TTFB from the first response byte, duration to the last', () => {
   assert.equal(r.end, 40);
 });
 
+test('a head ended by a bare-LF empty line ends there, even when CRLF CRLF follows in the body (whole chunk and byte by byte)', () => {
+  // Whole chunks take the one-search path for heads; byte by byte takes the line scan: both must agree.
+  const client = 'POST /a HTTP/1.1\nContent-Length: 4\n\n\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n';
+  const server = 'HTTP/1.1 200 OK\nContent-Length: 4\n\r\n\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n';
+  const expected = ['POST /a 200 req=4 resp=4', 'GET /b 204 req=0 resp=0'];
+  assert.deepEqual(run(client, server).summary, expected);
+  const sink = new Collect();
+  const obs = new Http1Observer(sink);
+  for (const b of Buffer.from(client)) obs.onClientData(Buffer.from([b]), 1);
+  for (const b of Buffer.from(server)) obs.onServerData(Buffer.from([b]), 2);
+  assert.deepEqual(sink.summary, expected);
+  assert.deepEqual(sink.errors, []);
+});
+
 const chunkedResponse = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: t\r\n\r\n' +
   'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 

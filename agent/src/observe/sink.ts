@@ -1,7 +1,7 @@
 // The ObservationSink the relay calls for each intercepted connection: picks the HTTP/1.x or HTTP/2 framer
 // by ALPN (or by the h2 preface when there is no ALPN) and routes exchanges and errors to the aggregator.
 import type { AgentCounters } from './agent-counters';
-import type { Aggregator } from './aggregator';
+import { type Aggregator, newExchangeMemo } from './aggregator';
 import { type ExchangeSink, fatalObserveErrors } from './exchange';
 import { Http1Observer } from './http1';
 import { Http2Observer } from './http2';
@@ -20,8 +20,9 @@ export class AggregatingSink implements ObservationSink {
       const alpn = info.alpn;
       if (alpn !== null && alpn !== 'h2' && alpn !== 'http/1.1' && alpn !== 'http/1.0') return null;
       this.aggregator.recordConnection(info);
+      const memo = newExchangeMemo();
       const sink: ExchangeSink = {
-        exchange: (record) => this.aggregator.recordExchange(info, record),
+        exchange: (record) => this.aggregator.recordExchange(info, record, memo),
         error: (kind) => {
           this.aggregator.recordError(info, kind);
           if (fatalObserveErrors.has(kind)) this.counters.inc('observe_parse_errors');
