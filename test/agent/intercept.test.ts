@@ -267,6 +267,10 @@ table ip6 epag {
     const r = ns.exec(PX, ['curl', '-sS', '--max-time', '5', `http://127.0.0.1:${HEALTH_PORT}/metrics`]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /connections_intercepted/);
+    // The learned list (pin and quiet-close destinations from the tests above) is a gauge, equal to /healthz's list.
+    const learnedNow = (health().learnedPassthrough as unknown[]).length;
+    assert.ok(learnedNow >= 2, `learned entries: ${learnedNow}`);
+    assert.match(r.stdout, new RegExp(`^epoch_agent_passthrough_learned_entries ${learnedNow}$`, 'm'));
   });
 
   it('incoming mode: inbound TLS is terminated with the user certificate chosen by SNI and forwarded to the local service', async () => {

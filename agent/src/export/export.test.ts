@@ -31,6 +31,7 @@ test('text exposition: semconv names and labels, histogram buckets cumulative, a
   const counters = new AgentCounters();
   counters.inc('loop_refused', 2);
   counters.activeConnections = 4;
+  counters.learnedPassthroughEntries = () => 3;
   const text = renderMetrics(a, counters);
   const labels = 'server_address="api.test",server_port="443",http_request_method="GET",http_response_status_code="200",http_route="/users/{id}",network_protocol_version="1.1"';
   assert.match(text, /# TYPE http_client_request_duration_seconds histogram/);
@@ -42,6 +43,7 @@ test('text exposition: semconv names and labels, histogram buckets cumulative, a
   assert.ok(text.includes('epoch_agent_http_client_requests_total{server_address="api.test",http_response_status_class="4xx"} 1\n'));
   assert.ok(text.includes('epoch_agent_loop_refused_total 2\n'));
   assert.ok(text.includes('epoch_agent_connections_active 4\n'));
+  assert.ok(text.includes('# TYPE epoch_agent_passthrough_learned_entries gauge\nepoch_agent_passthrough_learned_entries 3\n'));
   assert.ok(!text.includes('token'), 'the raw query never appears');
   // Every sample line parses as `name{labels} value`.
   for (const line of text.trimEnd().split('\n')) {

@@ -73,6 +73,12 @@ export function agentFamilies(counters: AgentCounters): SampleFamily[] {
     type: 'gauge',
     samples: [{ name: 'epoch_agent_connections_active', labels: [], value: counters.activeConnections }],
   });
+  out.push({
+    name: 'epoch_agent_passthrough_learned_entries',
+    help: 'Destinations currently on the learned passthrough list (unexpired).',
+    type: 'gauge',
+    samples: [{ name: 'epoch_agent_passthrough_learned_entries', labels: [], value: counters.learnedPassthroughEntries() }],
+  });
   return out;
 }
 

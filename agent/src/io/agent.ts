@@ -75,6 +75,7 @@ export class Agent {
       }
     }
     this.runtime = buildRuntime(config, this.learned);
+    this.counters.learnedPassthroughEntries = () => (this.runtime.config.passthrough.learned.enabled ? this.learned.list(new Date()).length : 0);
     this.shared = {
       counters: this.counters,
       log: this.log,

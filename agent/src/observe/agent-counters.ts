@@ -32,6 +32,8 @@ export type AgentCounterName = (typeof agentCounterNames)[number];
 export class AgentCounters {
   private readonly values = new Map<AgentCounterName, number>(agentCounterNames.map((n) => [n, 0]));
   activeConnections = 0;
+  /** Unexpired learned-passthrough entries right now; the agent installs the reader (gauge, not a counter). */
+  learnedPassthroughEntries: () => number = () => 0;
 
   inc(name: AgentCounterName, by = 1): void {
     this.values.set(name, (this.values.get(name) ?? 0) + by);
