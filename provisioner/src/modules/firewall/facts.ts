@@ -60,6 +60,8 @@ export function gatherScript(p: FirewallParams): string {
     `echo "@@ agent-active"; if [ -d /run/systemd/system ]; then systemctl is-active ${q(p.agentUnit)} 2>/dev/null; else pgrep -u ${q(p.agentUser)} >/dev/null 2>&1 && echo active || echo unknown; fi`,
     `echo "@@ agent-health"; if have curl; then curl -fsS --max-time 2 ${q(p.healthUrl)} 2>/dev/null; elif have wget; then wget -q -T 2 -O - ${q(p.healthUrl)} 2>/dev/null; fi; echo`,
     `echo "@@ binding"; if [ -d /run/systemd/system ]; then systemctl is-active ${unitName} 2>/dev/null; elif [ -r /run/epoch-firewall-watchdog.pid ] && kill -0 "$(cat /run/epoch-firewall-watchdog.pid)" 2>/dev/null; then echo active; else echo inactive; fi`,
+    // Read here too: a login as root keeps it, which saves the separate call below (sudo resets the environment).
+    'echo "@@ ssh-connection"; printf \'%s\\n\' "${SSH_CONNECTION:-}"',
     'echo "@@ services"; if [ -d /run/systemd/system ]; then for s in firewalld ufw docker; do systemctl is-active --quiet "$s" 2>/dev/null && echo "$s"; done; fi; have docker && echo docker-cli; [ -e /var/run/docker.sock ] && echo docker; true',
   ];
   return `${lines.join('\n')}\n`;
@@ -67,6 +69,11 @@ export function gatherScript(p: FirewallParams): string {
 
 /** The controller's address is read without become: sudo resets the environment and drops SSH_CONNECTION. */
 export const sshConnectionProbe = ['sh', '-c', 'echo "$SSH_CONNECTION"'] as const;
+
+/** SSH_CONNECTION as the gather script saw it ('' when its environment had none, e.g. after sudo). */
+export function sshConnectionFrom(out: string): string {
+  return (sections(out).get('ssh-connection') ?? '').trim();
+}
 
 function sections(out: string): Map<string, string> {
   const map = new Map<string, string>();

@@ -5,7 +5,7 @@ import type { Change } from '../../core/change';
 import { RemoteCommandError } from '../../core/errors';
 import type { Transport } from '../../transport/transport';
 import type { HostContext, ProvisionModule } from '../module';
-import { type FirewallFacts, gatherScript, parseGatherOutput, sshConnectionProbe } from './facts';
+import { type FirewallFacts, gatherScript, parseGatherOutput, sshConnectionFrom, sshConnectionProbe } from './facts';
 import { scriptPath, stagedScriptPath, stateDir } from './host-files';
 import { type FirewallParams, firewallParams } from './params';
 import { planFirewall } from './plan';
@@ -25,9 +25,14 @@ async function mustRun(transport: Transport, argv: readonly string[], options: P
 
 export async function gatherFirewall(transport: Transport, params: FirewallParams): Promise<FirewallFacts> {
   const probe = await mustRun(transport, ['sh', '-s'], { stdin: gatherScript(params) });
-  // Without become: sudo resets the environment, and SSH_CONNECTION with it.
-  const ssh = await transport.exec(sshConnectionProbe, { become: false, timeoutMs: 15_000 });
-  return parseGatherOutput(params, probe.stdout, ssh.exitCode === 0 ? ssh.stdout : '');
+  // The script's own environment has SSH_CONNECTION when no sudo came between (a root login): one round trip.
+  // Otherwise it is read again without become: sudo resets the environment, and SSH_CONNECTION with it.
+  let ssh = sshConnectionFrom(probe.stdout);
+  if (ssh === '') {
+    const r = await transport.exec(sshConnectionProbe, { become: false, timeoutMs: 15_000 });
+    ssh = r.exitCode === 0 ? r.stdout : '';
+  }
+  return parseGatherOutput(params, probe.stdout, ssh);
 }
 
 export const firewallModule: ProvisionModule<FirewallParams, FirewallFacts> & {

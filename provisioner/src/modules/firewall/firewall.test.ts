@@ -250,6 +250,16 @@ test('plan on a fresh iptables-legacy host writes rules.v4/v6 validated by iptab
   const parked4 = files.steps.find((s) => s.kind === 'put' && s.path === parkedV4Path);
   assert.deepEqual(parked4?.kind === 'put' && parked4.validate, ['iptables-legacy-restore', '-w', '--test', '--noflush', '{}']);
   assert.match(files.steps.find((s) => s.kind === 'put' && s.path === confPath)?.kind === 'put' ? (files.steps.find((s) => s.kind === 'put' && s.path === confPath) as { content: string }).content : '', /BACKEND=iptables-legacy/);
+  // Neither legacy nat table is loaded: the plan says removal will leave them empty, not absent.
+  const activate = changes.find((c) => c.id === 'firewall:activate')!;
+  assert.match(activate.summary, /iptables-legacy: this host's v4 and v6 nat table is not loaded yet; .* removal will leave it empty/);
+});
+
+test('plan on an iptables-legacy host whose nat tables are loaded (Docker) has no note about leftover nat tables', () => {
+  const nat = '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 198.18.5.0/24 -j MASQUERADE\nCOMMIT\n';
+  const legacyHost = emptyHost({ iptablesSave: { legacy: { v4: nat, v6: nat.replace('198.18.5.0/24', '::1/128') }, nft: { v4: '', v6: '' } } });
+  const activate = planFirewall(params('minimal'), legacyHost).find((c) => c.id === 'firewall:activate')!;
+  assert.doesNotMatch(activate.summary, /nat table is not loaded/);
 });
 
 test('plan on a converged iptables-nft host: no changes', () => {
@@ -419,6 +429,29 @@ test('gather output is parsed into facts (sections, base64 files, health JSON, S
   assert.equal(f.services.docker, true);
   assert.match(gatherScript(p), /"\$t-save" 2>\/dev\/null/);
   assert.doesNotMatch(gatherScript(p), /-save -t nat/);
+});
+
+test('gather: SSH_CONNECTION comes from the gather script when its environment has it (one call), else from a second call without become', async () => {
+  const { FakeTransport } = await import('../../transport/fake-transport');
+  const { gatherFirewall } = await import('./firewall-module');
+  const { sshConnectionProbe } = await import('./facts');
+  const p = params('minimal');
+  const out = (ssh: string) => ['@@ kernel', '6.1.0', '@@ systemd', 'yes', '@@ ssh-connection', ssh, '@@ services', ''].join('\n');
+  const root = new FakeTransport('h').on(['sh', '-s'], { stdout: out('198.18.202.1 50522 198.18.202.10 22') });
+  assert.equal((await gatherFirewall(root, p)).controllerAddress, '198.18.202.1');
+  assert.equal(root.calls.length, 1, 'a root login: one round trip');
+
+  // Through sudo the script's environment has no SSH_CONNECTION: asked again, without become.
+  const becomes: (boolean | undefined)[] = [];
+  const sudo = new FakeTransport('h')
+    .on(['sh', '-s'], { stdout: out('') })
+    .on([...sshConnectionProbe], (_argv, o) => {
+      becomes.push(o.become);
+      return { stdout: '198.18.202.7 40000 198.18.202.10 22\n' };
+    });
+  assert.equal((await gatherFirewall(sudo, p)).controllerAddress, '198.18.202.7');
+  assert.equal(sudo.calls.length, 2);
+  assert.deepEqual(becomes, [false]);
 });
 
 test('the bundled host script is in sync with host-scripts/epoch-firewall.sh (run generate.mjs after editing it)', () => {

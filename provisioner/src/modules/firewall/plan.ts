@@ -272,7 +272,14 @@ export function planFirewall(p: FirewallParams, f: FirewallFacts): Change[] {
       undo,
     });
   }
+  // The kernel cannot unregister a legacy table once loaded: say so before the first load, not after removal.
+  const legacyNatUnloaded = backend === 'iptables-legacy'
+    ? (['v4', 'v6'] as const).filter((fam) => files[fam === 'v4' ? rulesV4Path : rulesV6Path] !== undefined && !/^\*nat$/m.test(f.iptablesSave.legacy[fam] ?? ''))
+    : [];
   const notes = [
+    legacyNatUnloaded.length > 0
+      ? ` (iptables-legacy: this host's ${legacyNatUnloaded.join(' and ')} nat table is not loaded yet; loading our rules creates it and the kernel cannot unregister it, so removal will leave it empty (ACCEPT policies, no rules) rather than absent; choose backend: nft to avoid that)`
+      : '',
     wantRules ? '' : ` (agent ${f.agent.active ? 'not healthy' : 'not running'}: rules stay unloaded until it passes its health check)`,
     f.services.docker && p.containerInterfaces.length === 0 && p.modes.includes('outgoing')
       ? ' (docker: container traffic is not covered by OUTPUT; set containerInterfaces: [docker0] to redirect it in PREROUTING)'
