@@ -11,7 +11,9 @@
 // own REDIRECT target addresses, fresh state), and after the run above both are measured
 // alternately (off/on, then on/off, ... for --reps rounds) on the same workloads: small keep-alive GETs, small chunked
 // keep-alive responses (4 KB), new TLS connections, one chunked and one content-length bulk download. Printed as a
-// table and recorded in the JSON under `observeComparison` (medians over the rounds, and every round).
+// table and recorded in the JSON under `observeComparison` (medians over the rounds, and every round). Then, for the
+// same workloads, simultaneous rounds: both agents loaded at the same time (half the connections each; the downloads
+// run for a fixed time), which cancels the machine's drift between back-to-back runs (`observeComparison.simultaneous`).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AGENT_UID, Namespaces, makePki, removePki, repo, sh, sleep } from '../test/agent/support';
@@ -73,9 +75,10 @@ const median = (xs: number[]) => {
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
 type Load = (args: string[], timeoutMs?: number) => Record<string, number>;
+type LoadPair = (a: string[], b: string[]) => [Record<string, number>, Record<string, number>];
 
 /** Observation on vs off, same bundle, same run: alternating rounds (off/on, on/off, ...) over the same workloads. */
-function compareObservation(load: Load, onPid: number, offPid: number) {
+function compareObservation(load: Load, loadPair: LoadPair, onPid: number, offPid: number) {
   const workloads: { name: string; unit: string; cpuUnit: string; args: (ip: string) => string[]; rate: (r: Record<string, number>) => number; work: (r: Record<string, number>) => number }[] = [
     { name: 'small keep-alive GETs (50 conns)', unit: 'req/s', cpuUnit: 'CPU-ms per 1k req', args: (ip) => ['keepalive', ip, SNI, String(SECONDS), '50'], rate: (r) => r.perSecond!, work: (r) => r.requests! / 1000 },
     { name: 'chunked 4 KB keep-alive responses (50 conns)', unit: 'req/s', cpuUnit: 'CPU-ms per 1k req', args: (ip) => ['keepalive', ip, SNI, String(SECONDS), '50', '/chunked/4096'], rate: (r) => r.perSecond!, work: (r) => r.requests! / 1000 },
@@ -116,8 +119,24 @@ function compareObservation(load: Load, onPid: number, offPid: number) {
       offCpuPerUnit: round2(offCpu), onCpuPerUnit: round2(onCpu), cpuDeltaPct: round2(((onCpu - offCpu) / offCpu) * 100),
     };
   });
+  // Simultaneous rounds: both agents loaded at the same time (25 connections each), so whatever else slows this
+  // shared machine down in a given second slows both alike; the per-round ratio on/off cancels that drift.
+  // Fixed-time variants of the bulk downloads, so that both run for the whole round.
+  const bulkFor = (kind: string, label: string) => ({ ...workloads[3]!, name: `bulk ${label} download (${SECONDS} s each)`, args: (ip: string) => ['bulkfor', ip, SNI, String(SECONDS), kind] });
+  const simultaneousWorkloads = [workloads[0]!, workloads[1]!, { ...workloads[2]!, args: (ip: string) => ['newconns', ip, SNI, String(SECONDS), '4'] }, bulkFor('chunked', 'chunked'), bulkFor('bytes', 'content-length')];
+  const simultaneous = simultaneousWorkloads.map((w) => {
+    const pairs: { onVsOff: number; cpuOnVsOff: number }[] = [];
+    for (let rep = 0; rep < REPS; rep++) {
+      const c0 = { on: cpuTicks([modes.on.pid]), off: cpuTicks([modes.off.pid]) };
+      const args = (ip: string) => w.args(ip).map((a, i) => (i === 4 && a === '50' ? '25' : a));
+      const [off, on] = loadPair(args(modes.off.ip), args(modes.on.ip));
+      const cpu = { on: (cpuTicks([modes.on.pid]) - c0.on) * TICK_MS / w.work(on), off: (cpuTicks([modes.off.pid]) - c0.off) * TICK_MS / w.work(off) };
+      pairs.push({ onVsOff: round2(((w.rate(on) - w.rate(off)) / w.rate(off)) * 100), cpuOnVsOff: round2(((cpu.on - cpu.off) / cpu.off) * 100) });
+    }
+    return { workload: w.name.replace('(50 conns)', '(25 + 25 conns)').replace('(concurrency 8)', '(4 + 4 at once)'), throughputDeltaPct: median(pairs.map((p) => p.onVsOff)), cpuDeltaPct: median(pairs.map((p) => p.cpuOnVsOff)), pairs };
+  });
   const loads = rounds.map((r) => r.load1);
-  const summary = { reps: REPS, seconds: SECONDS, bulkBytes: COMPARE_BULK_BYTES, load1Min: Math.min(...loads), load1Max: Math.max(...loads), table, rounds };
+  const summary = { reps: REPS, seconds: SECONDS, bulkBytes: COMPARE_BULK_BYTES, load1Min: Math.min(...loads), load1Max: Math.max(...loads), table, simultaneous, rounds };
   console.log(`observation on vs off (medians of ${REPS} alternating rounds; 1-min load average ${summary.load1Min}-${summary.load1Max}):`);
   const pct = (x: number) => `${x > 0 ? '+' : ''}${x}%`;
   const range = (xs: number[]) => `${pct(Math.min(...xs))} … ${pct(Math.max(...xs))}`;
@@ -125,6 +144,12 @@ function compareObservation(load: Load, onPid: number, offPid: number) {
   console.log('|---|---:|---:|---:|---:|---:|---:|');
   for (const t of table) {
     console.log(`| ${t.workload} | ${t.off} ${t.unit} | ${t.on} ${t.unit} | ${pct(t.throughputDeltaPct)} (${range(t.pairedThroughputDeltaPct)}) | ${t.offCpuPerUnit} | ${t.onCpuPerUnit} ${t.cpuUnit} | ${pct(t.cpuDeltaPct)} (${range(t.pairedCpuDeltaPct)}) |`);
+  }
+  console.log(`simultaneous rounds (both agents loaded at once; medians of ${REPS} rounds, range of the rounds in brackets):`);
+  console.log('| workload | throughput on vs off | agent CPU per request on vs off |');
+  console.log('|---|---:|---:|');
+  for (const t of simultaneous) {
+    console.log(`| ${t.workload} | ${pct(t.throughputDeltaPct)} (${range(t.pairs.map((p) => p.onVsOff))}) | ${pct(t.cpuDeltaPct)} (${range(t.pairs.map((p) => p.cpuOnVsOff))}) |`);
   }
   return summary;
 }
@@ -205,6 +230,14 @@ async function main(): Promise<void> {
       if (r.code !== 0 || !line.startsWith('{')) throw new Error(`load ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
       return JSON.parse(line) as Record<string, number>;
     };
+    // Two loads at once (each writes its result line to a file; both end before this returns).
+    const loadPair: LoadPair = (a, b) => {
+      const out = [join(pki.dir, 'pair-a.json'), join(pki.dir, 'pair-b.json')];
+      const cmd = (args: string[], file: string) => `node ${join(repo, 'bench/agent-load.mjs')} ${args.join(' ')} > ${file}`;
+      const r = ns.exec(NS, ['sh', '-c', `ulimit -n 8192; ${cmd(a, out[0]!)} & A=$!; ${cmd(b, out[1]!)} & B=$!; wait $A && wait $B`], { env, timeoutMs: 120_000 });
+      if (r.code !== 0) throw new Error(`paired load failed: ${r.stderr}`);
+      return out.map((f) => JSON.parse(readFileSync(f, 'utf8').trim().split('\n').at(-1)!)) as [Record<string, number>, Record<string, number>];
+    };
     const targets: { name: string; ip: string; pids: number[] }[] = [
       { name: 'direct', ip: DIRECT, pids: [] },
       { name: 'epoch-agent', ip: VIA_AGENT, pids: [agentPid] },
@@ -280,7 +313,7 @@ async function main(): Promise<void> {
       ...(results['sslsplit 0.5.5'] ? { sslsplitNewConns: Math.round(((results['sslsplit 0.5.5'] as Record<string, number>).newConnsPerSec! / direct.newConnsPerSec!) * 100) / 100 } : {}),
     };
     console.log('ratios vs direct', JSON.stringify(ratios));
-    const observeComparison = COMPARE ? compareObservation(load, cmpPids.on, cmpPids.off) : null;
+    const observeComparison = COMPARE ? compareObservation(load, loadPair, cmpPids.on, cmpPids.off) : null;
     const out = { date: new Date().toISOString(), node: process.version, loadAverage: readFileSync('/proc/loadavg', 'utf8').trim(), loadAverageAtStart: LOAD_AT_START, observe: OBSERVE_MODE, agentNodeFlags: NODE_FLAGS, seconds: SECONDS, bulkBytes: BULK_BYTES, results, forge, memory, ratios, observeComparison };
     mkdirSync(dirname(JSON_OUT), { recursive: true });
     writeFileSync(JSON_OUT, `${JSON.stringify(out, null, 2)}\n`);

@@ -5,6 +5,7 @@
 //   newconns  HOST SNI SECONDS CONCURRENCY  one TLS connection per request (no client session reuse)
 //   bulk      HOST SNI BYTES                one large download (/chunked/BYTES)
 //   bulkcl    HOST SNI BYTES                one large download with content-length (/bytes/BYTES)
+//   bulkfor   HOST SNI SECONDS [chunked|bytes]  one download stopped after SECONDS (a rate over a fixed time)
 //   first     SNI IP[,IP...]                one fresh connection per IP, then a second round; latencies in ms
 //   hold      HOST SNI COUNT                open COUNT keep-alive connections (one request each) and hold them
 // Trust: the CA files in BENCH_CA (colon-separated).
@@ -93,6 +94,32 @@ async function bulk(host, sni, bytes, kind = 'chunked') {
   return { bytes: n, seconds: round(s), MBps: round(n / s / 1e6) };
 }
 
+/** Downloads for `seconds` (from a body far larger than that) and stops: a bulk rate over a fixed time. */
+function bulkFor(host, sni, seconds, kind) {
+  const agent = new https.Agent({ keepAlive: false });
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let n = 0;
+    // 1 GiB is the lab server's largest body; whichever comes first, the end or the time, ends the measurement.
+    const req = https.get({ host, servername: sni, path: `/${kind}/1073741824`, agent, headers: { host: sni }, ca }, (res) => {
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        const s = (performance.now() - t0) / 1000;
+        req.destroy();
+        resolve({ bytes: n, seconds: round(s), MBps: round(n / s / 1e6) });
+      };
+      const timer = setTimeout(finish, seconds * 1000);
+      res.on('data', (d) => (n += d.length));
+      res.on('end', finish);
+      res.on('error', () => {});
+    });
+    req.on('error', (e) => (n === 0 ? reject(e) : undefined));
+  });
+}
+
 async function first(sni, ips) {
   const round1 = [];
   const round2 = [];
@@ -128,6 +155,7 @@ const run = {
   newconns: () => newconns(args[0], args[1], Number(args[2]), Number(args[3])),
   bulk: () => bulk(args[0], args[1], Number(args[2])),
   bulkcl: () => bulk(args[0], args[1], Number(args[2]), 'bytes'),
+  bulkfor: () => bulkFor(args[0], args[1], Number(args[2]), args[3] ?? 'chunked'),
   first: () => first(args[0], args[1].split(',')),
   hold: () => hold(args[0], args[1], Number(args[2])),
 }[mode];

@@ -86,12 +86,10 @@ function handle(label, req, res) {
   if ((parts[0] === 'bytes' || parts[0] === 'chunked') && parts.length === 2) {
     const n = sizeParam(parts[1]);
     if (n === null) return text(400, `bad size ${parts[1]}\n`);
-    if (parts[0] === 'bytes') {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
-      return res.end(pattern(n));
-    }
-    res.writeHead(200, { 'content-type': 'application/octet-stream' });
-    const piece = pattern(Math.min(n, 16384));
+    const withLength = parts[0] === 'bytes';
+    res.writeHead(200, withLength ? { 'content-type': 'application/octet-stream', 'content-length': n } : { 'content-type': 'application/octet-stream' });
+    // /bytes: pieces of a whole number of pattern units, so the body is exactly pattern(n) without holding it all.
+    const piece = pattern(Math.min(n, withLength ? 37 * 443 : 16384));
     let left = n;
     const pump = () => {
       while (left > 0) {

@@ -382,6 +382,10 @@ class ProxyConnection {
     const rt = this.shared.runtime();
     const idle = rt.config.limits.idleTimeoutMs;
     this.relaying = true;
+    // pipe() gives backpressure, and with allowHalfOpen it forwards each side's end as a half-close.
+    client.pipe(up);
+    up.pipe(client);
+    // Registered after pipe(): each chunk is forwarded first and observed after, off the forwarding path.
     client.on('data', (chunk: Buffer) => {
       this.clientBytes += chunk.length;
       if (this.observer) {
@@ -402,9 +406,6 @@ class ProxyConnection {
         }
       }
     });
-    // pipe() gives backpressure, and with allowHalfOpen it forwards each side's end as a half-close.
-    client.pipe(up);
-    up.pipe(client);
     client.once('end', () => {
       if (!this.upstreamEnded) this.clientEndedFirst = true;
     });
