@@ -26,7 +26,9 @@
 //     count and no drift re-check of firewall/trust store;
 //   - no journal (rollback), no automatic rollback of a failed canary. Both run the same serial [1, "50%", "100%"]
 //     batches with max_fail_percentage 0.
-// Usage: npm run build && node --import tsx bench/install-fleet.ts [--hosts N] [--forks F] [--flavor mixed]  (root)
+// Usage: npm run build && node --import tsx bench/install-fleet.ts [--hosts N] [--forks F] [--flavor mixed] [--reruns R] [--no-ansible]  (root)
+// --reruns R: R idempotent re-runs in a row (default 1; the first is `rerun`, all are in `reruns`).
+// --no-ansible: time only our install and re-run, even with ansible-playbook on PATH (its 6-host run takes minutes).
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,6 +49,7 @@ const arg = (name: string, fallback: string) => {
 const hosts = Number(arg('hosts', '50'));
 const forks = Number(arg('forks', String(hosts)));
 const flavor = arg('flavor', 'mixed') as 'mixed' | 'debian' | 'rhel';
+const reruns = Math.max(1, Number(arg('reruns', '1')));
 const repo = resolve(import.meta.dirname, '..');
 
 const skip = labSkipReason();
@@ -103,8 +106,9 @@ function run(inventory: string): Timed {
 
 // Ansible refuses to start unless the locale encoding is UTF-8 (test runners often export LC_ALL=C).
 const ansibleLocale = { LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' };
-const ansibleOnPath = spawnSync('sh', ['-c', 'command -v ansible-playbook']).status === 0;
-let ansibleProblem = ansibleOnPath ? '' : 'not installed';
+const noAnsible = process.argv.includes('--no-ansible');
+const ansibleOnPath = !noAnsible && spawnSync('sh', ['-c', 'command -v ansible-playbook']).status === 0;
+let ansibleProblem = noAnsible ? 'skipped (--no-ansible)' : ansibleOnPath ? '' : 'not installed';
 const ansibleVersion = (() => {
   if (!ansibleOnPath) return null;
   const r = spawnSync('ansible-playbook', ['--version'], { encoding: 'utf8', env: { ...process.env, ...ansibleLocale } });
@@ -303,7 +307,7 @@ interface AnsibleRun {
 }
 // Filled in inside the lab callbacks (an object, so TypeScript does not narrow the fields to their initial null).
 const state: {
-  ours: { install: Timed; rerun: Timed; loadAfter: string } | null;
+  ours: { install: Timed; rerun: Timed; reruns: Timed[]; loadBeforeRerun: string; loadAfter: string } | null;
   reset: Awaited<ReturnType<typeof resetHosts>> | null;
   ansible: AnsibleRun | null;
   freshLab: boolean;
@@ -319,8 +323,12 @@ const loadBefore = load();
 let oursFiles: Map<string, string> | null = null;
 await withLab({ hosts, flavor }, async (lab) => {
   const install = run(lab.inventoryPath);
-  const rerun = run(lab.inventoryPath);
-  state.ours = { install, rerun, loadAfter: load() };
+  const loadBeforeRerun = load();
+  const runs: Timed[] = [];
+  for (let i = 0; i < reruns; i++) runs.push(run(lab.inventoryPath));
+  const rerun = runs[0]!;
+  state.ours = { install, rerun, reruns: runs, loadBeforeRerun, loadAfter: load() };
+  if (runs.length > 1) console.log(`re-runs: ${runs.map((r) => `${r.seconds.toFixed(2)} s (exit ${r.exitCode}, ${r.changed} changed)`).join(', ')}`);
   console.log('re-run, slowest tasks (host-seconds, slowest host):');
   for (const t of rerun.tasks.slice(0, 8)) console.log(`  ${t.task}: ${t.hostSeconds} s, max ${t.maxSeconds} s`);
   if (!ansibleVersion) return;
@@ -359,9 +367,12 @@ const result = {
   forks,
   install: o.install,
   rerun: o.rerun,
+  ...(o.reruns.length > 1 && { reruns: o.reruns.map((r) => ({ seconds: Number(r.seconds.toFixed(2)), exitCode: r.exitCode, changed: r.changed })) }),
+  loadAverage: { before: loadBefore, beforeRerun: o.loadBeforeRerun, afterRerun: o.loadAfter },
   ansible: comparison ?? ansibleProblem,
 };
 writeFileSync(join(repo, 'bench/results/install-fleet.json'), `${JSON.stringify(result, null, 2)}\n`);
+console.log(`load average (1, 5, 15 min): ${loadBefore} at start, ${o.loadBeforeRerun} before the re-run, ${o.loadAfter} after it`);
 console.log(`| hosts | install | idempotent re-run | ansible-playbook |\n|---|---|---|---|`);
 console.log(`| ${hosts} (${flavor}, forks ${forks}) | ${o.install.seconds.toFixed(1)} s, exit ${o.install.exitCode}, ${o.install.changed} changed tasks, ${o.install.failed} failed | ${o.rerun.seconds.toFixed(1)} s, exit ${o.rerun.exitCode}, ${o.rerun.changed} changed | ${comparison ? 'see below' : ansibleProblem} |`);
 if (comparison && a) {

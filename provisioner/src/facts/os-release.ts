@@ -6,6 +6,8 @@ export interface OsInfo {
   family: OsFamily;
   /** os-release ID, e.g. `rocky`, `opensuse-leap`. */
   id: string;
+  /** ID_LIKE, lower case, in order (e.g. `rhel centos fedora`); empty when absent. */
+  idLike: string[];
   /** VERSION_ID, or `rolling` where the distro has none (Arch). */
   version: string;
   /** The major version as a number where one exists (12, 22, 3, 15, 9, 2023), else null. */
@@ -72,5 +74,6 @@ export function classifyOs(text: string): OsVerdict {
   if (!version) return { supported: false, message: `${pretty} (ID=${id}) has no VERSION_ID; cannot tell which release it is` };
   const majorText = version.split('.')[0] ?? '';
   const major = /^\d+$/.test(majorText) ? Number(majorText) : null;
-  return { supported: true, os: { family, id, version, major, prettyName: pretty } };
+  const idLike = (f.ID_LIKE ?? '').toLowerCase().split(/\s+/).filter(Boolean);
+  return { supported: true, os: { family, id, idLike, version, major, prettyName: pretty } };
 }

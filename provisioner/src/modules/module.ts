@@ -2,6 +2,7 @@
 // An empty plan means ok, so --check and --diff come for free; no module ever sees a check-mode flag.
 import type { ZodType } from 'zod';
 import type { Change } from '../core/change';
+import type { HostMemo } from '../facts/host-memo';
 import type { Transport } from '../transport/transport';
 
 /** What a module may use while gathering: the host's connection and merged variables. */
@@ -9,6 +10,11 @@ export interface HostContext {
   readonly name: string;
   readonly vars: Readonly<Record<string, unknown>>;
   readonly transport: Transport;
+  /**
+   * Read-only answers earlier tasks of this run took on this host (the node binary's identity, the runtime probe);
+   * the runner clears it whenever it applies a change on the host. Absent outside a play run: take everything.
+   */
+  readonly memo?: HostMemo;
 }
 
 export interface ProvisionModule<P, F> {

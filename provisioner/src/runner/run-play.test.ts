@@ -229,3 +229,31 @@ test('a converged freshConnection task opens no new connection: its read-only ch
   assert.deepEqual(again.fresh, [], 'nothing to confirm: no new connection');
   assert.ok(again.events.some((e) => e.type === 'task-result' && e.task === 'confirm' && e.status === 'ok'));
 });
+
+test('each host gets its own run memo, shared by its tasks and new in every run', async () => {
+  const seen: { host: string; memo: unknown; had: string[] }[] = [];
+  const memoModule = {
+    ...testFileModule,
+    name: 'test_memo',
+    async gather(host: Parameters<typeof testFileModule.gather>[0], p: unknown) {
+      seen.push({ host: host.name, memo: host.memo, had: host.memo?.keys() ?? [] });
+      host.memo?.set(`seen:${seen.length}`, true);
+      return testFileModule.gather(host, p);
+    },
+  };
+  const tasks = [
+    { name: 'a', module: 'test_memo', params: { path: '/etc/c', content: 'v1' } },
+    { name: 'b', module: 'test_memo', params: { path: '/etc/c', content: 'v1' } },
+  ];
+  const p = play(2, { tasks, serial: [1], getModule: (name) => (name === 'test_memo' ? memoModule : undefined) });
+  await runPlay(p.options); // installs: each task changes its host
+  seen.length = 0;
+  await runPlay(p.options); // converged: nothing applied, so the second task sees what the first one memoised
+  assert.deepEqual(seen.map((s) => [s.host, s.had]), [['h1', []], ['h1', ['seen:1']], ['h2', []], ['h2', ['seen:3']]]);
+  assert.ok(seen[0]!.memo && seen[0]!.memo === seen[1]!.memo && seen[1]!.memo !== seen[2]!.memo);
+  const previous = seen[0]!.memo;
+  seen.length = 0;
+  await runPlay(p.options);
+  assert.notEqual(seen[0]!.memo, previous, 'a new run: a new memo');
+  assert.deepEqual(seen[0]!.had, []);
+});

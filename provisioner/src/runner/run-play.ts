@@ -6,6 +6,7 @@ import { isUnreachableError } from '../core/errors';
 import type { EventSink, HostRecap } from '../core/run-events';
 import { gatherHostFacts } from '../facts/gather-host-facts';
 import type { HostFacts } from '../facts/host-facts';
+import { HostMemo } from '../facts/host-memo';
 import type { HostContext } from '../modules/module';
 import type { RegisteredModule } from '../modules/registry';
 import type { Transport } from '../transport/transport';
@@ -135,12 +136,14 @@ async function runHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, re
   }
 
   const vars: Record<string, unknown> = { ...host.vars, epoch_run_id: o.runId, epoch_generation: o.runId };
+  // This host's read-only answers shared by its tasks in this run; runTask clears it whenever it changes the host.
+  const memo = new HostMemo();
   if (o.gatherFacts) {
     const started = performance.now();
     try {
       let facts = o.factsCache?.get(host.name);
       if (!facts) {
-        facts = await gatherHostFacts(transport);
+        facts = await gatherHostFacts(transport, undefined, memo);
         o.factsCache?.set(host.name, facts);
       }
       if (!facts.os.supported) throw new Error(facts.os.message);
@@ -149,7 +152,7 @@ async function runHost<T extends PlayTask>(o: PlayOptions<T>, host: PlayHost, re
       return done(failHost(o, host, recap, 'gather facts', err, started));
     }
   }
-  const context: HostContext = { name: host.name, vars, transport };
+  const context: HostContext = { name: host.name, vars, transport, memo };
   const journal = new HostJournal(transport, o.runId);
   let changedAny = false;
   // In --check, what earlier tasks predicted on this host: later tasks may depend on it (RegisteredModule.predict).

@@ -125,3 +125,18 @@ test('--check uses a module prediction only when earlier tasks of the run change
   const apply = await runTask(host, predicting, params, 'conf', journal, { check: false, diff: false, earlier });
   assert.deepEqual([apply.status, apply.changes], ['ok', []]);
 });
+
+test('the run memo: cleared once a task changed the host (later gathers ask again); kept by a task that was ok', async () => {
+  const { HostMemo } = await import('../facts/host-memo');
+  const { t, journal } = setup();
+  const memo = new HostMemo();
+  const ctx = { name: 'web1', vars: {}, transport: t, memo };
+  memo.set('identity:/usr/bin/node', ['real=/usr/bin/node']);
+  t.files.set('/etc/x.conf', { content: 'new\n', mode: 0o644 });
+  assert.equal((await runTask(ctx, testFileModule, params, 'write x', journal, { check: false, diff: false })).status, 'ok');
+  assert.deepEqual(memo.keys(), ['identity:/usr/bin/node'], 'already converged: kept');
+  assert.equal((await runTask(ctx, testFileModule, { ...params, content: 'newer\n' }, 'write x', journal, { check: true, diff: false })).status, 'changed');
+  assert.deepEqual(memo.keys(), ['identity:/usr/bin/node'], '--check changes nothing: kept');
+  assert.equal((await runTask(ctx, testFileModule, { ...params, content: 'newer\n' }, 'write x', journal, { check: false, diff: false })).status, 'changed');
+  assert.deepEqual(memo.keys(), [], 'applied: cleared');
+});

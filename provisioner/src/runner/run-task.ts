@@ -50,9 +50,14 @@ export async function runTask(
   if (changes.length === 0) return { status: 'ok', changes: [], notes: [...notesOf(facts), ...predictedNote] };
   const reports = changes.map((c) => reportChange(c, options.diff));
   if (options.check) return { status: 'changed', changes: reports, notes: [...notesOf(facts), ...predictedNote] };
-  for (const change of changes) {
-    await journal.record(taskName, module.name, change);
-    await executeSteps(host.transport, change.steps);
+  try {
+    for (const change of changes) {
+      await journal.record(taskName, module.name, change);
+      await executeSteps(host.transport, change.steps);
+    }
+  } finally {
+    // What earlier tasks read on this host may no longer hold (a pushed node binary, say): later gathers ask again.
+    host.memo?.clear();
   }
   let notes: string[] = [];
   if (module.converges?.(params) !== false || module.report) {

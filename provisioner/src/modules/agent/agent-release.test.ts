@@ -120,3 +120,29 @@ test('version: previous is accepted, and registered without the plan-again check
   assert.equal(registered.converges?.({ version: 'previous' }), false);
   assert.equal(registered.converges?.({}), true);
 });
+
+test('gather: a host without the release gets the tarball in its facts; the already converged twin packs nothing', async (t) => {
+  const { createHash } = await import('node:crypto');
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { FakeTransport } = await import('../../transport/fake-transport');
+  const { agentRelease } = await import('./agent-release');
+  const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+  const dir = mkdtempSync(join(tmpdir(), 'epoch-release-gather-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const agent = 'console.log("hi")\n';
+  const manifest = `${JSON.stringify({ name: 'epoch-agent', version: '0.4.0', files: { 'epoch-agent.cjs': sha(agent) } })}\n`;
+  writeFileSync(join(dir, 'epoch-agent.cjs'), agent);
+  writeFileSync(join(dir, 'manifest.json'), manifest);
+  const p = agentReleaseParams.parse({ artifact_dir: dir });
+  const host = (stdout: string) => ({ name: 'h', vars: {}, transport: new FakeTransport('h').on(['sh', '-c'], { stdout }) });
+
+  const fresh = await agentRelease.gather(host(''), p);
+  assert.match(fresh.artifact?.tarballBase64 ?? '', /^H4sI/, 'gzip, base64');
+  assert.deepEqual(planRelease(p, fresh).map((c) => c.id), ['release:0.4.0', 'link:/opt/epoch-agent/current']);
+
+  const converged = await agentRelease.gather(host(`home=yes\ncurrent=releases/0.4.0\nprevious=\nrelease=0.4.0\nsum=${sha(agent)}  epoch-agent.cjs\nsum=${sha(manifest)}  manifest.json\n`), p);
+  assert.equal(converged.artifact?.tarballBase64, null, 'nothing to upload: no tarball');
+  assert.deepEqual(planRelease(p, converged), []);
+});

@@ -42,8 +42,11 @@ export interface RemoteReleaseState {
 
 export interface AgentReleaseFacts {
   remote: RemoteReleaseState;
-  /** The controller's artifact, when the target is its version (null when pinning a release already on the host). */
-  artifact: { version: string; expectedSums: Record<string, string>; tarballBase64: string } | null;
+  /**
+   * The controller's artifact, when the target is its version (null when pinning a release already on the host).
+   * tarballBase64 is null when the host already has every file of it (nothing to upload, so nothing is packed).
+   */
+  artifact: { version: string; expectedSums: Record<string, string>; tarballBase64: string | null } | null;
   /** The release to make current. */
   target: string;
 }
@@ -121,10 +124,12 @@ export const agentRelease: ProvisionModule<AgentReleaseParams, AgentReleaseFacts
     }
     const target = params.version ?? artifact!.version;
     const remote = await gatherRemoteRelease(host, target, artifact ? Object.keys(artifact.expectedSums) : []);
+    // The tarball only for a host that lacks the release or has it damaged: what plan uploads (sumsMatch, below).
+    const upload = artifact !== null && !sumsMatch(artifact.expectedSums, remote.targetSums);
     return {
       remote,
       target,
-      artifact: artifact && { version: artifact.version, expectedSums: artifact.expectedSums, tarballBase64: artifact.tarball.toString('base64') },
+      artifact: artifact && { version: artifact.version, expectedSums: artifact.expectedSums, tarballBase64: upload ? artifact.tarball.toString('base64') : null },
     };
   },
   plan: planRelease,
@@ -218,7 +223,9 @@ exit 0`;
 
 function uploadChange(artifact: NonNullable<AgentReleaseFacts['artifact']>, present: boolean, remoteSums: Record<string, string>, homeExisted: boolean): Change {
   const dir = releaseDir(artifact.version);
-  const bytes = Math.ceil((artifact.tarballBase64.length * 3) / 4);
+  const tarball = artifact.tarballBase64;
+  if (tarball === null) throw new ReleaseError(`release ${artifact.version} must be uploaded, but its tarball was not loaded`);
+  const bytes = Math.ceil((tarball.length * 3) / 4);
   return {
     id: `release:${artifact.version}`,
     summary: present
@@ -229,7 +236,7 @@ function uploadChange(artifact: NonNullable<AgentReleaseFacts['artifact']>, pres
       {
         kind: 'run',
         argv: ['sh', '-c', uploadScript, 'epoch-release-upload', releasesDir, artifact.version, sumsText(artifact.expectedSums)],
-        stdin: artifact.tarballBase64,
+        stdin: tarball,
         timeoutMs: 300_000,
       },
     ],

@@ -7,7 +7,10 @@
 //   no systemd: the POSIX-sh supervisor (provisioner/assets/agent/epoch-agent-supervise.sh)
 import { z } from 'zod';
 import type { Argv, Change, Step } from '../../core/change';
+import { knownIdentities } from '../../facts/binary-identity';
 import { quoteWord } from '../../transport/shell-quote';
+import type { ExecResult } from '../../transport/transport';
+import { probeAll } from '../ca/host-files';
 import type { HostContext, ProvisionModule } from '../module';
 import { agentConfigParams, configHasSecrets, keyFilesOf, renderAgentConfig } from './agent-config';
 import {
@@ -24,7 +27,7 @@ import {
   unitPath,
   waitHealthyScript,
 } from './layout';
-import { type HostRuntimeFacts, minimumNodeVersion, probeRuntime, usableNode } from './node-runtime';
+import { type HostRuntimeFacts, minimumNodeVersion, nodeCandidates, runtimeFromProbe, runtimeMemoKey, runtimeProbeArgv, usableNode } from './node-runtime';
 import { missingNodeMessage, PreflightError } from './preflight';
 import { supervisorSource } from './supervisor-script';
 import { nologin, removeUserSteps, userComment, userChanges } from './agent-user';
@@ -98,13 +101,18 @@ if [ -d /run/systemd/system ]; then
 fi
 if [ -x /opt/epoch-agent/libexec/epoch-agent-supervise.sh ] && /opt/epoch-agent/libexec/epoch-agent-supervise.sh status > /dev/null 2>&1; then echo supervisor=running; fi
 echo "current_manifest=$(base64 -w0 < /opt/epoch-agent/current/manifest.json 2>/dev/null)"
-# One HTTP request with a short timeout: curl when the host has it (no process start to speak of), else node.
+# One HTTP request with a short timeout: curl when the host has it (no process start to speak of), else node (the
+# one given, or when none is, the first candidate there is: any node can make one HTTP request).
 case $hhost in *:*) hurl="http://[$hhost]:$hport/healthz" ;; *) hurl="http://$hhost:$hport/healthz" ;; esac
 if command -v curl > /dev/null 2>&1; then echo "health=$(curl -s --noproxy '*' --connect-timeout 2 --max-time 3 "$hurl" 2>/dev/null | base64 -w0)"
-elif [ -n "$node" ]; then echo "health=$(timeout 5 "$node" -e "$healthjs" "$hhost" "$hport" 2>/dev/null | base64 -w0)"; fi
+else
+  if [ -z "$node" ]; then for c in ${nodeCandidates.map(quoteWord).join(' ')}; do node=$(command -v "$c" 2>/dev/null) && break; node=; done; fi
+  if [ -n "$node" ]; then echo "health=$(timeout 5 "$node" -e "$healthjs" "$hhost" "$hport" 2>/dev/null | base64 -w0)"; fi
+fi
 exit 0
 `;
 
+/** nodePath: the node for the health request on a host without curl ('': the first candidate found). */
 export function serviceProbeArgv(nodePath: string, health: { host: string; port: number }, statPaths: readonly string[]): Argv {
   return ['sh', '-c', probeScript, 'epoch-service-probe', agentUser, unitName, nodePath, health.host, String(health.port), healthJs, '--stat', ...statPaths, '--file', ...managedFiles];
 }
@@ -172,12 +180,22 @@ export const agentService: ProvisionModule<AgentServiceParams, AgentServiceFacts
   name: 'agent_service',
   params: agentServiceParams,
   async gather(host: HostContext, params: AgentServiceParams): Promise<AgentServiceFacts> {
-    const runtime = await probeRuntime(host.transport, host.name, (message) => new PreflightError(message));
-    const nodePath = params.node_path ?? usableNode(runtime.nodes, params.min_node_version)?.path ?? '';
+    const fail = (message: string) => new PreflightError(message);
     const statPaths = [configDir, stateDir, libexecDir, ...keyFilesOf(renderAgentConfig(params))];
-    const r = await host.transport.exec(serviceProbeArgv(nodePath, params.health, statPaths), { timeoutMs: 60_000 });
-    if (r.exitCode !== 0) throw new PreflightError(`service probe \`${r.command}\` exited ${r.exitCode}: ${r.stderr.trim()}`);
-    return parseServiceProbe(r.stdout, runtime);
+    const serviceFrom = (r: ExecResult, runtime: HostRuntimeFacts) => {
+      if (r.exitCode !== 0) throw new PreflightError(`service probe \`${r.command}\` exited ${r.exitCode}: ${r.stderr.trim()}`);
+      return parseServiceProbe(r.stdout, runtime);
+    };
+    // agent_preflight took the runtime earlier in this run (and nothing was applied since): the service probe only.
+    const held = host.memo?.get<HostRuntimeFacts>(runtimeMemoKey);
+    if (held) {
+      const nodePath = params.node_path ?? usableNode(held.nodes, params.min_node_version)?.path ?? '';
+      return serviceFrom(await host.transport.exec(serviceProbeArgv(nodePath, params.health, statPaths), { timeoutMs: 60_000 }), held);
+    }
+    // Otherwise both probes in one round trip (`--version` follows only for a node the controller has not seen).
+    const [rt, svc] = await probeAll(host.transport, [{ argv: runtimeProbeArgv(knownIdentities(host.memo)) }, { argv: serviceProbeArgv(params.node_path ?? '', params.health, statPaths) }], 60_000);
+    const runtime = await runtimeFromProbe(host.transport, host.name, fail, rt!, host.memo);
+    return serviceFrom(svc!, runtime);
   },
   /** The agent user comes from an earlier agent_user task of the run: plan as if it existed. */
   predict(params: AgentServiceParams, facts: AgentServiceFacts, earlier: ReadonlyMap<string, readonly string[]>): Change[] | null {

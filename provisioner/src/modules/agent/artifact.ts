@@ -20,8 +20,9 @@ export interface AgentArtifact {
   manifest: AgentManifest;
   /** Every file of the release dir, manifest.json included, with its sha256: what the host must match. */
   expectedSums: Record<string, string>;
-  /** gzip'd ustar of the release dir. */
-  tarball: Buffer;
+  /** gzip'd ustar of the release dir: packed on first use (gzip -9 of the bundle is ~60 ms, and a converged fleet
+   * uploads nothing). */
+  readonly tarball: Buffer;
 }
 
 export class ArtifactError extends ProvisionError {
@@ -77,12 +78,16 @@ export function loadAgentArtifact(dir: string): AgentArtifact {
     entries.push({ path, data });
   }
   entries.push({ path: 'manifest.json', data: Buffer.from(manifestText) });
+  let tarball: Buffer | null = null;
   const artifact: AgentArtifact = {
     dir,
     version: manifest.version,
     manifest,
     expectedSums: { ...manifest.files, 'manifest.json': sha256(manifestText) },
-    tarball: gzipSync(packTar(entries), { level: 9 }),
+    get tarball() {
+      tarball ??= gzipSync(packTar(entries), { level: 9 });
+      return tarball;
+    },
   };
   cache.set(dir, artifact);
   return artifact;

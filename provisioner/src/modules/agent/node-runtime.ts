@@ -1,7 +1,8 @@
 // Finding a Node runtime on a host that can run the agent bundle (built for node18), and parsing what the probe says.
 import type { Argv } from '../../core/change';
-import type { Transport } from '../../transport/transport';
-import { identityFunction, parseIdentityLines } from '../../facts/binary-identity';
+import type { ExecResult, Transport } from '../../transport/transport';
+import { identityFrom, identityFunction, knownIdentities } from '../../facts/binary-identity';
+import type { HostMemo } from '../../facts/host-memo';
 import { cacheKeyForNode, nodeVersions } from '../../facts/node-version-cache';
 import { pushedNodePath } from './layout';
 
@@ -30,9 +31,10 @@ export interface HostRuntimeFacts {
 export const nodeCandidates = ['node', 'nodejs', pushedNodePath] as const;
 
 // One read-only call: architecture, libc, distro, init system, and every Node candidate with its identity (see
-// binary-identity.ts). Versions come from the controller cache while a binary's identity holds; only the others are
-// started (`--version`, versionScript), in a second call.
-const probeScript = `
+// binary-identity.ts; $1: the real paths whose identity this run already took on the host). Versions come from the
+// controller cache while a binary's identity holds; only the others are started (`--version`, versionScript), in a
+// second call.
+const probeScript = `epoch_known=$1; shift
 ${identityFunction}
 echo "machine=$(uname -m)"
 echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc //p')"
@@ -46,7 +48,11 @@ for c in "$@"; do
 done
 `;
 
-export const runtimeProbeArgv: Argv = ['sh', '-c', probeScript, 'epoch-runtime-probe', ...nodeCandidates];
+/** `known`: knownIdentities(memo), the real paths whose identity the run holds ('' for none). */
+export const runtimeProbeArgv = (known = ''): Argv => ['sh', '-c', probeScript, 'epoch-runtime-probe', known, ...nodeCandidates];
+
+/** The run's memo (host-memo.ts) keeps the runtime facts here: agent_preflight and agent_service share one probe. */
+export const runtimeMemoKey = 'node-runtime';
 
 // Args: node binaries. Each distinct binary runs once: Debian's nodejs is a symlink to node, so its version is node's
 // (a node start is 0.1-0.4 s of CPU on a busy host).
@@ -81,10 +87,18 @@ export function parseRuntimeIdentities(stdout: string): Map<string, string[]> {
 
 /**
  * The host's runtime facts: the probe, then `--version` only for candidates whose identity is not in the cache (or
- * is incomplete). `fail` makes the error the caller reports (its own error class).
+ * is incomplete). `fail` makes the error the caller reports (its own error class). With the run's memo, a second
+ * task on the same host gets the first one's answer (while nothing was applied in between).
  */
-export async function probeRuntime(transport: Transport, host: string, fail: (message: string) => Error): Promise<HostRuntimeFacts> {
-  const r = await transport.exec(runtimeProbeArgv, { timeoutMs: 30_000 });
+export async function probeRuntime(transport: Transport, host: string, fail: (message: string) => Error, memo?: HostMemo): Promise<HostRuntimeFacts> {
+  const held = memo?.get<HostRuntimeFacts>(runtimeMemoKey);
+  if (held) return held;
+  const r = await transport.exec(runtimeProbeArgv(knownIdentities(memo)), { timeoutMs: 30_000 });
+  return runtimeFromProbe(transport, host, fail, r, memo);
+}
+
+/** probeRuntime's work after the probe ran (alone, or in a batch of read-only probes: agent_service). */
+export async function runtimeFromProbe(transport: Transport, host: string, fail: (message: string) => Error, r: ExecResult, memo?: HostMemo): Promise<HostRuntimeFacts> {
   if (r.exitCode !== 0) throw fail(`runtime probe \`${r.command}\` exited ${r.exitCode}: ${r.stderr.trim()}`);
   const facts = parseRuntimeProbe(r.stdout);
   const identities = parseRuntimeIdentities(r.stdout);
@@ -92,13 +106,16 @@ export async function probeRuntime(transport: Transport, host: string, fail: (me
   for (const node of facts.nodes) {
     const lines = identities.get(node.path);
     if (!lines) continue; // a `node=PATH VERSION` line: already known
-    const id = parseIdentityLines(lines);
+    const id = identityFrom(lines, true, memo);
     const key = id.lines ? cacheKeyForNode(host, node.path, id.lines) : null;
     const hit = key ? nodeVersions.peek(key) : null;
     if (hit) node.version = hit.version;
     else misses.push({ node, key });
   }
-  if (misses.length === 0) return facts;
+  if (misses.length === 0) {
+    memo?.set(runtimeMemoKey, facts);
+    return facts;
+  }
   const v = await transport.exec(nodeVersionArgv(misses.map((m) => m.node.path)), { timeoutMs: 30_000 });
   if (v.exitCode !== 0) throw fail(`node version probe \`${v.command}\` exited ${v.exitCode}: ${v.stderr.trim()}`);
   const versions = new Map(parseRuntimeProbe(v.stdout).nodes.map((n) => [n.path, n.version]));
@@ -108,6 +125,7 @@ export async function probeRuntime(transport: Transport, host: string, fail: (me
     // Only a version is remembered; a binary that did not run is asked again next time.
     if (version && m.key) await nodeVersions.get(m.key, async () => ({ version }));
   }
+  memo?.set(runtimeMemoKey, facts);
   return facts;
 }
 

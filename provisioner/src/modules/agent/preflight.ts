@@ -47,7 +47,7 @@ export const agentPreflight: ProvisionModule<PreflightParams, PreflightFacts> = 
   name: 'agent_preflight',
   params: preflightParams,
   async gather(host: HostContext, params: PreflightParams): Promise<PreflightFacts> {
-    const runtime = await probeRuntime(host.transport, host.name, (message) => new PreflightError(message));
+    const runtime = await probeRuntime(host.transport, host.name, (message) => new PreflightError(message), host.memo);
     const needsPush = params.push_node && usableNode(runtime.nodes, params.min_node_version) === null;
     return { runtime, controllerNode: needsPush ? loadControllerNode() : null };
   },

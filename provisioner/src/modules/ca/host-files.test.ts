@@ -42,10 +42,31 @@ test('a probe with no stdin reads end-of-file, not the batch script', async () =
 
 test('parseProbeBatch refuses output with a missing record, naming the probe it stopped at', () => {
   const probes = [{ argv: ['true'] }, { argv: ['cat', '--', '/x'] }];
-  assert.throws(() => parseProbeBatch('@@epoch-probe 0 0\n\n\n', probes), /got 1 of 2 results; stopped at `cat -- \/x`/);
-  assert.throws(() => parseProbeBatch('@@epoch-probe 1 0\n\n\n@@epoch-probe end\n', probes), /unexpected record 1/);
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const tail = (sizes: number[], data: string) => `@@epoch-probe sizes\n${sizes.map((n, i) => `${n} /tmp/d/${i}`).join('\n')}\n${sizes.reduce((a, b) => a + b, 0)} total\n@@epoch-probe data\n${b64(data)}\n@@epoch-probe end\n`;
+  assert.throws(() => parseProbeBatch(`@@epoch-probe 0 0\n${tail([0, 0], '')}`, probes), /got 1 of 2 results; stopped at `cat -- \/x`/);
+  assert.throws(() => parseProbeBatch(`@@epoch-probe 1 0\n${tail([0, 0, 0, 0], '')}`, probes), /unexpected record 1/);
+  assert.throws(() => parseProbeBatch('@@epoch-probe 0 0\n@@epoch-probe 1 1\n@@epoch-probe sizes\n2 /tmp/d/o0\n', probes), /incomplete/);
+  assert.throws(() => parseProbeBatch(`@@epoch-probe 0 0\n@@epoch-probe 1 1\n${tail([2, 0, 0, 4], 'ok')}`, probes), /incomplete \(4 sizes, 2 of 6 bytes\)/);
   assert.deepEqual(
-    parseProbeBatch(`@@epoch-probe 0 0\n${Buffer.from('ok').toString('base64')}\n\n@@epoch-probe 1 1\n\n${Buffer.from('nope').toString('base64')}\n@@epoch-probe end\n`, probes).map((r) => [r.exitCode, r.stdout, r.stderr]),
+    parseProbeBatch(`@@epoch-probe 0 0\n@@epoch-probe 1 1\n${tail([2, 0, 0, 4], 'oknope')}`, probes).map((r) => [r.exitCode, r.stdout, r.stderr]),
     [[0, 'ok', ''], [1, '', 'nope']],
   );
+});
+
+test('the bundle check gives the same answer for the PEM on stdin and for the certificate file on the host', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { resolve } = await import('node:path');
+  const { bundleTrustsFileProbe, bundleTrustsFrom, bundleTrustsProbe } = await import('./host-files');
+  const fixture = (name: string) => resolve(import.meta.dirname, '../../../../test/fixtures/ca', name);
+  const bundle = join(work, 'bundle.pem');
+  writeFileSync(bundle, readFileSync(fixture('ca-ec.crt')));
+  const results = await probeAll(local, [
+    bundleTrustsProbe(bundle, readFileSync(fixture('ca-ec.crt'), 'utf8')),
+    bundleTrustsFileProbe(bundle, fixture('ca-ec.crt')),
+    bundleTrustsProbe(bundle, readFileSync(fixture('ca-next.crt'), 'utf8')),
+    bundleTrustsFileProbe(bundle, fixture('ca-next.crt')),
+    bundleTrustsFileProbe(bundle, join(work, 'no-such.crt')),
+  ]);
+  assert.deepEqual(results.map(bundleTrustsFrom), [true, true, false, false, false]);
 });

@@ -1,4 +1,5 @@
 // Read-only probes shared by the CA, trust-store and trust-coverage modules' gather steps.
+import { createHash } from 'node:crypto';
 import type { Argv } from '../../core/change';
 import { RemoteCommandError } from '../../core/errors';
 import { quoteArgv } from '../../transport/shell-quote';
@@ -77,16 +78,28 @@ export async function bundleTrusts(transport: Transport, bundle: string, pem: st
   return bundleTrustsFrom(await probe(transport, p.argv, p.stdin));
 }
 // Only the bundle: OpenSSL 3 would otherwise also consult its default store (the hashed certs folder). OpenSSL 1.1
-// has no -no-CAstore: asked again without it only when this openssl does not know the option.
-const bundleVerifyScript = `pem=$(cat)
+// has no -no-CAstore: asked again without it only when this openssl does not know the option. Args: the bundle, and
+// the certificate's file on the host (else the PEM comes on stdin).
+const bundleVerifyScript = `b=$1
+if [ $# -ge 2 ]; then pem=$(cat -- "$2") || exit 1; else pem=$(cat); fi
 v() { printf '%s\n' "$pem" | openssl verify -no-CApath "$@" -CAfile "$b" /dev/stdin; }
-b=$1
 out=$(v -no-CAstore 2>/dev/null); rc=$?
 if [ "$rc" -ne 0 ] && ! openssl verify -help 2>&1 | grep -q -e -no-CAstore; then out=$(v 2>/dev/null); rc=$?; fi
 printf '%s\n' "$out"
 exit "$rc"`;
 export const bundleTrustsProbe = (bundle: string, pem: string): BatchProbe => ({ argv: ['sh', '-c', bundleVerifyScript, 'epoch-bundle-verify', bundle], stdin: pem });
+/** The same check for the certificate in a file on the host (read in the same round trip as the file itself). */
+export const bundleTrustsFileProbe = (bundle: string, certFile: string): BatchProbe => ({ argv: ['sh', '-c', bundleVerifyScript, 'epoch-bundle-verify', bundle, certFile] });
 export const bundleTrustsFrom = (r: ExecResult): boolean => r.exitCode === 0 && /: OK\s*$/.test(r.stdout);
+/**
+ * The run memo's key (HostContext.memo) for the bundle check: trust_store and trust_coverage both ask whether the
+ * same CA verifies against the same system bundle, and `openssl verify` parsing a whole bundle is the costliest
+ * probe of a converged host. The memo is cleared when a task changes the host, so the answer is never stale.
+ */
+export function bundleTrustsMemoKey(bundle: string, ca: { pem: string } | { file: string }): string {
+  const source = 'pem' in ca ? `pem:${createHash('sha256').update(ca.pem).digest('hex')}` : `file:${ca.file}`;
+  return `bundle-trusts:${bundle}:${source}`;
+}
 
 // ---- several read-only probes in one round trip ----
 
@@ -95,22 +108,28 @@ export interface BatchProbe {
   stdin?: string;
 }
 
-// Each probe runs in its own subshell with its stdin from a file, its stdout and stderr captured apart; then a header
-// line with its index and exit status, and both outputs base64-encoded on one line each (any bytes survive). The
-// scratch folder is private (mktemp -d) and removed on exit.
+// Each probe runs in its own subshell with its stdin from a file, its stdout and stderr captured apart into files;
+// then a header line per probe with its index and exit status. At the end every output's size (one `wc -c`) and all
+// outputs in order, base64-encoded on one line (any bytes survive): three process starts for the whole batch rather
+// than one or two per probe (on a fleet every process start on the host counts). The scratch folder is private
+// (mktemp -d) and removed on exit.
 const batchScript = `d=$(mktemp -d "\${TMPDIR:-/tmp}/epoch-probe.XXXXXX") || exit 97
 trap 'rm -rf -- "$d"' EXIT
 i=0
 while [ $# -ge 2 ]; do
   if [ -n "$2" ]; then printf %s "$2" | base64 -d > "$d/in" || exit 98; else : > "$d/in"; fi
-  (eval "$1") < "$d/in" > "$d/out" 2> "$d/err"
-  rc=$?
-  printf '@@epoch-probe %s %s\n' "$i" "$rc"
-  base64 -w0 < "$d/out"; echo
-  base64 -w0 < "$d/err"; echo
+  (eval "$1") < "$d/in" > "$d/o$i" 2> "$d/e$i"
+  printf '@@epoch-probe %s %s\n' "$i" "$?"
   i=$((i + 1))
   shift 2
 done
+n=$i i=0
+while [ "$i" -lt "$n" ]; do set -- "$@" "$d/o$i" "$d/e$i"; i=$((i + 1)); done
+echo '@@epoch-probe sizes'
+wc -c -- "$@" || exit 99
+echo '@@epoch-probe data'
+cat -- "$@" | base64 -w0 || exit 99
+echo
 echo '@@epoch-probe end'`;
 
 export function probeBatchArgv(probes: readonly BatchProbe[]): Argv {
@@ -121,21 +140,35 @@ export function probeBatchArgv(probes: readonly BatchProbe[]): Argv {
 /** Splits the batch script's output back into one result per probe; throws when a probe's record is missing. */
 export function parseProbeBatch(stdout: string, probes: readonly BatchProbe[], durationMs = 0): ExecResult[] {
   const lines = stdout.split('\n');
-  const results: ExecResult[] = [];
-  const decode = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^@@epoch-probe (\d+) (\d+)$/.exec(lines[i] ?? '');
+  const codes: number[] = [];
+  let at = 0;
+  for (; at < lines.length && lines[at] !== '@@epoch-probe sizes'; at++) {
+    const m = /^@@epoch-probe (\d+) (\d+)$/.exec(lines[at] ?? '');
     if (!m) continue;
     const index = Number(m[1]);
-    const probe = probes[index];
-    if (!probe || index !== results.length) throw new Error(`probe batch: unexpected record ${index} (expected ${results.length} of ${probes.length})`);
-    results.push({ command: quoteArgv(probe.argv), exitCode: Number(m[2]), stdout: decode(lines[i + 1]), stderr: decode(lines[i + 2]), durationMs, timedOut: false });
-    i += 2;
+    if (!probes[index] || index !== codes.length) throw new Error(`probe batch: unexpected record ${index} (expected ${codes.length} of ${probes.length})`);
+    codes.push(Number(m[2]));
   }
-  if (results.length !== probes.length || !lines.includes('@@epoch-probe end')) {
-    throw new Error(`probe batch: got ${results.length} of ${probes.length} results${probes[results.length] ? `; stopped at \`${quoteArgv(probes[results.length]!.argv)}\`` : ''}`);
+  const stoppedAt = () => (probes[codes.length] ? `; stopped at \`${quoteArgv(probes[codes.length]!.argv)}\`` : '');
+  if (codes.length !== probes.length) throw new Error(`probe batch: got ${codes.length} of ${probes.length} results${stoppedAt()}`);
+  // `wc -c` lines ("SIZE PATH", then a total): stdout and stderr of each probe, in order.
+  const sizes: number[] = [];
+  for (at++; at < lines.length && lines[at] !== '@@epoch-probe data'; at++) {
+    const m = /^\s*(\d+)\s/.exec(lines[at] ?? '');
+    if (m && sizes.length < 2 * probes.length) sizes.push(Number(m[1]));
   }
-  return results;
+  const data = Buffer.from(lines[at + 1] ?? '', 'base64');
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (sizes.length !== 2 * probes.length || lines[at + 2] !== '@@epoch-probe end' || data.length !== total) {
+    throw new Error(`probe batch: the outputs of ${probes.length} probes are incomplete (${sizes.length} sizes, ${data.length} of ${total} bytes)`);
+  }
+  let offset = 0;
+  const next = (size: number) => {
+    const text = data.subarray(offset, offset + size).toString('utf8');
+    offset += size;
+    return text;
+  };
+  return probes.map((probe, i) => ({ command: quoteArgv(probe.argv), exitCode: codes[i]!, stdout: next(sizes[2 * i]!), stderr: next(sizes[2 * i + 1]!), durationMs, timedOut: false }));
 }
 
 /** Runs read-only probes in ONE round trip, in order; each result is what probe() would have returned for it. */

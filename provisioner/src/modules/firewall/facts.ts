@@ -51,18 +51,22 @@ export function gatherScript(p: FirewallParams): string {
     'echo "@@ tools"; for t in nft iptables iptables-nft iptables-legacy ip6tables-nft ip6tables-legacy iptables-nft-save iptables-legacy-save systemd-run setsid curl base64 getent; do have "$t" && echo "$t"; done',
     'echo "@@ iptables-version"; have iptables && iptables -V 2>&1',
     'if have nft; then echo "@@ nft-ruleset"; nft list ruleset 2>&1; fi',
-    'for fam in inet ip ip6; do if have nft && nft list table "$fam" epoch_provision >/dev/null 2>&1; then echo "@@ nft-json $fam"; nft -j list table "$fam" epoch_provision; echo; echo "@@ nft-text $fam"; nft list table "$fam" epoch_provision; fi; done',
+    // Which families have our table: one `nft list tables` ("table FAMILY NAME" per line) rather than a try per family.
+    'nt=; if have nft; then nt=$(nft list tables 2>/dev/null); fi',
+    'for fam in inet ip ip6; do case "\n$nt\n" in *"\ntable $fam epoch_provision\n"*) echo "@@ nft-json $fam"; nft -j list table "$fam" epoch_provision; echo; echo "@@ nft-text $fam"; nft list table "$fam" epoch_provision ;; esac; done',
     'for t in iptables-legacy ip6tables-legacy iptables-nft ip6tables-nft; do if have "$t-save"; then echo "@@ save $t"; "$t-save" 2>/dev/null; fi; done',
     `echo "@@ agent-user"; getent passwd ${q(p.agentUser)}`,
     `echo "@@ agent-group"; getent group ${q(p.agentGroup)}`,
     ...p.excludeUsers.map((u) => `echo ${q(`@@ exclude-user ${u}`)}; getent passwd ${q(String(u))}`),
     ...managedPaths(p).map((path) => `if [ -f ${q(path)} ]; then echo ${q(`@@ file ${path}`)}; base64 -w0 ${q(path)}; echo; fi`),
-    `echo "@@ agent-active"; if [ -d /run/systemd/system ]; then systemctl is-active ${q(p.agentUnit)} 2>/dev/null; else pgrep -u ${q(p.agentUser)} >/dev/null 2>&1 && echo active || echo unknown; fi`,
+    // One systemctl call for every unit state the sections below report, in this order ($1..$5).
+    `if [ -d /run/systemd/system ]; then set -- $(systemctl is-active ${q(p.agentUnit)} ${unitName} firewalld ufw docker 2>/dev/null); else set --; fi`,
+    `echo "@@ agent-active"; if [ -d /run/systemd/system ]; then echo "$1"; else pgrep -u ${q(p.agentUser)} >/dev/null 2>&1 && echo active || echo unknown; fi`,
     `echo "@@ agent-health"; if have curl; then curl -fsS --max-time 2 ${q(p.healthUrl)} 2>/dev/null; elif have wget; then wget -q -T 2 -O - ${q(p.healthUrl)} 2>/dev/null; fi; echo`,
-    `echo "@@ binding"; if [ -d /run/systemd/system ]; then systemctl is-active ${unitName} 2>/dev/null; elif [ -r /run/epoch-firewall-watchdog.pid ] && kill -0 "$(cat /run/epoch-firewall-watchdog.pid)" 2>/dev/null; then echo active; else echo inactive; fi`,
+    `echo "@@ binding"; if [ -d /run/systemd/system ]; then echo "$2"; elif [ -r /run/epoch-firewall-watchdog.pid ] && kill -0 "$(cat /run/epoch-firewall-watchdog.pid)" 2>/dev/null; then echo active; else echo inactive; fi`,
     // Read here too: a login as root keeps it, which saves the separate call below (sudo resets the environment).
-    'echo "@@ ssh-connection"; printf \'%s\\n\' "${SSH_CONNECTION:-}"',
-    'echo "@@ services"; if [ -d /run/systemd/system ]; then for s in firewalld ufw docker; do systemctl is-active --quiet "$s" 2>/dev/null && echo "$s"; done; fi; have docker && echo docker-cli; [ -e /var/run/docker.sock ] && echo docker; true',
+    'echo "@@ ssh-connection"; printf \'%s\\n\' "$SSH_CONNECTION"',
+    'echo "@@ services"; if [ -d /run/systemd/system ]; then [ "$3" = active ] && echo firewalld; [ "$4" = active ] && echo ufw; [ "$5" = active ] && echo docker; fi; have docker && echo docker-cli; [ -e /var/run/docker.sock ] && echo docker; true',
   ];
   return `${lines.join('\n')}\n`;
 }

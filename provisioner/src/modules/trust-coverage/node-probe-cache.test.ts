@@ -84,7 +84,7 @@ test('ProbeCache: a torn file is probed again; EPOCH_PROVISION_NO_CACHE=1 turns 
 
 test('gather: a converged host skips the node probe; a changed binary or CA probes again, with the same answer', async () => {
   // Tools the gather's scripts use; no python3, no keytool, no node on PATH (the copy is given as node_binaries).
-  const bin = toolBin(join(work, 'bin'), ['sh', 'cat', 'test', 'true', 'readlink', 'stat', 'ldd', 'sed', 'env', 'grep', 'sort', 'cksum', 'base64', 'mktemp', 'rm', 'head', 'openssl']);
+  const bin = toolBin(join(work, 'bin'), ['sh', 'cat', 'test', 'true', 'readlink', 'stat', 'ldd', 'sed', 'env', 'grep', 'sort', 'cksum', 'base64', 'mktemp', 'rm', 'head', 'openssl', 'wc']);
   const node = nodeCopy(join(work, 'node'));
   const savedPath = process.env.PATH;
   process.env.PATH = bin;
@@ -125,6 +125,53 @@ test('gather: a converged host skips the node probe; a changed binary or CA prob
     assert.deepEqual(third.nodes, first.nodes);
     await gather(ca1);
     assert.equal(probes, 3);
+  } finally {
+    process.env.PATH = savedPath;
+  }
+});
+
+test('gather: with the distro from the run\'s host facts and a warm cache, a converged host is one round trip (same facts as without)', async (t) => {
+  const { classifyOs } = await import('../../facts/os-release');
+  const { HostMemo } = await import('../../facts/host-memo');
+  const osText = readFileSync('/etc/os-release', 'utf8');
+  const verdict = classifyOs(osText);
+  if (!verdict.supported) return t.skip('this machine has no supported os-release');
+  const bin = toolBin(join(work, 'bin-facts'), ['sh', 'cat', 'test', 'true', 'readlink', 'stat', 'ldd', 'sed', 'env', 'grep', 'sort', 'cksum', 'base64', 'mktemp', 'rm', 'head', 'openssl', 'wc']);
+  const node = nodeCopy(join(bin, 'node')); // the node on PATH this time
+  const savedPath = process.env.PATH;
+  process.env.PATH = bin;
+  try {
+    const local = new LocalTransport({ hostName: 'local' });
+    const calls: string[] = [];
+    const transport = {
+      hostName: 'local',
+      exec: (argv: readonly string[], o?: Parameters<LocalTransport['exec']>[1]) => {
+        calls.push(argv.some((a) => a.includes('tls.rootCertificates')) ? 'node probe' : 'batch');
+        return local.exec(argv, o);
+      },
+      putFile: () => Promise.reject(new Error('gather must not write')),
+      getFile: () => Promise.reject(new Error('gather must not read files this way')),
+      close: async () => {},
+    };
+    const ca = normalisePem(readFileSync(resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-ec.crt'), 'utf8'));
+    const p = trustCoverageParams.parse({ cert_pem: ca });
+    const without = await trustCoverageModule.gather({ name: 'local', vars: {}, transport }, p);
+    assert.deepEqual(calls.filter((c) => c === 'batch').length, 2, 'no facts: os-release first, then the bundle');
+    assert.equal(without.nodes[0]?.path, node);
+    calls.length = 0;
+    const memo = new HostMemo();
+    const vars = { epoch_facts: { os: verdict } };
+    const withFacts = await trustCoverageModule.gather({ name: 'local', vars, transport, memo }, p);
+    assert.deepEqual(calls, ['batch'], 'one round trip; the node probe answered from the cache');
+    assert.deepEqual(withFacts, without);
+    // The same run's next task asks again: node's identity is known (no ldd), the bundle check is memoised.
+    assert.deepEqual(await trustCoverageModule.gather({ name: 'local', vars, transport, memo }, p), without);
+    // A new binary in a new run: its identity is taken again, and the node probe runs again.
+    calls.length = 0;
+    const later = new Date(Date.now() + 5000);
+    utimesSync(node, later, later);
+    assert.deepEqual(await trustCoverageModule.gather({ name: 'local', vars, transport, memo: new HostMemo() }, p), without);
+    assert.deepEqual(calls, ['batch', 'node probe']);
   } finally {
     process.env.PATH = savedPath;
   }

@@ -12,7 +12,8 @@
 import { createHash } from 'node:crypto';
 import type { Argv } from '../../core/change';
 import type { ExecResult } from '../../transport/transport';
-import { type BinaryIdentity, identityFunction, identityKey, parseIdentityLines } from '../../facts/binary-identity';
+import { type BinaryIdentity, identityFrom, identityFunction, identityKey } from '../../facts/binary-identity';
+import type { HostMemo } from '../../facts/host-memo';
 import { controllerCacheDir, ProbeCache } from '../../facts/probe-cache';
 
 export interface NodeProbeResult {
@@ -21,14 +22,27 @@ export interface NodeProbeResult {
   system: boolean;
 }
 
-export function nodeIdentityArgv(node: string): Argv {
-  return ['sh', '-c', `${identityFunction}\nepoch_identity "$1"`, 'epoch-node-identity', node];
+/** `known`: knownIdentities(memo), the real paths whose identity this run already took on the host. */
+export function nodeIdentityArgv(node: string, known = ''): Argv {
+  return ['sh', '-c', `epoch_known=$1\n${identityFunction}\nepoch_identity "$2"`, 'epoch-node-identity', known, node];
+}
+
+/** The node on PATH (`path=`, nothing when there is none) and its identity, in one call. */
+export function nodeOnPathIdentityArgv(known = ''): Argv {
+  return ['sh', '-c', `epoch_known=$1\n${identityFunction}\np=$(command -v node 2>/dev/null) || exit 0\ncase $p in /*) echo "path=$p"; epoch_identity "$p" ;; esac`, 'epoch-node-identity', known];
+}
+
+/** The node on PATH that nodeOnPathIdentityArgv found, or null. */
+export function nodeOnPathFrom(r: ExecResult): string | null {
+  const path = r.stdout.split('\n').find((l) => l.startsWith('path='))?.slice(5);
+  return r.exitCode === 0 && path?.startsWith('/') ? path : null;
 }
 
 export type NodeIdentity = BinaryIdentity;
 
-export function parseNodeIdentity(r: ExecResult): NodeIdentity {
-  const id = parseIdentityLines(r.stdout.split('\n').filter((l) => l !== ''), r.exitCode === 0);
+/** `memo`: the run's memo, which answers known=yes and keeps what was taken now. */
+export function parseNodeIdentity(r: ExecResult, memo?: HostMemo): NodeIdentity {
+  const id = identityFrom(r.stdout.split('\n').filter((l) => l !== ''), r.exitCode === 0, memo);
   return id.lines ? id : { lines: null, why: r.exitCode === 0 ? id.why : `identity probe exited ${r.exitCode}: ${r.stderr.trim()}` };
 }
 

@@ -16,12 +16,13 @@ import { createCa } from '../../ca/create';
 import { certFingerprint } from '../../ca/material';
 import type { Change, Step } from '../../core/change';
 import type { ExecResult } from '../../transport/transport';
-import { type BatchProbe, bundleTrustsFrom, bundleTrustsProbe, commandPathArgv, commandPathFrom, fileFrom, probe, probeAll, readFileArgv } from '../ca/host-files';
+import { knownIdentities } from '../../facts/binary-identity';
+import { type BatchProbe, bundleTrustsFileProbe, bundleTrustsFrom, bundleTrustsMemoKey, bundleTrustsProbe, commandPathArgv, commandPathFrom, fileFrom, probe, probeAll, readFileArgv } from '../ca/host-files';
 import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
 import type { HostContext, ProvisionModule } from '../module';
-import { parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
+import { type OsRelease, osReleaseFromFacts, parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
 import { keystoreListings, parseKeytoolList } from './keystore-listing';
-import { isNodeProbeResult, type NodeProbeResult, nodeIdentityArgv, nodeProbeKey, nodeProbeResults, parseNodeIdentity } from './node-probe-cache';
+import { isNodeProbeResult, type NodeProbeResult, nodeIdentityArgv, nodeOnPathFrom, nodeOnPathIdentityArgv, nodeProbeKey, nodeProbeResults, parseNodeIdentity } from './node-probe-cache';
 
 export const envDropInPath = '/etc/systemd/system.conf.d/epoch-provision-ca.conf';
 
@@ -117,6 +118,12 @@ for ks in "$cacerts" "$@"; do
   printf 'realpath=%s\\n' "$(readlink -f -- "$ks")"
 done`;
 
+// keystoreScript for the keytool on PATH (no output where there is none). Args: the extra keystores.
+const keystoreOnPathScript = `kt=$(command -v keytool 2>/dev/null) || exit 0
+case $kt in /*) ;; *) exit 0 ;; esac
+set -- "$kt" "$@"
+${keystoreScript}`;
+
 export interface KeystoreProbe {
   debianHook: boolean;
   stores: { path: string; contentSha256: string | undefined; realPath: string }[];
@@ -153,58 +160,76 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
 
   async gather(host: HostContext, params: TrustCoverageParams): Promise<TrustCoverageFacts> {
     const t = host.transport;
-    // Read-only probes batched into few round trips: what is there (1), then what it says (2), then only what the
-    // controller cache cannot answer (3: node probes, private certifi bundles) and keytool listings (own timeout).
-    const [osText, certRaw, dropIn, systemdDir, nodeOnPath, pythonOnPath, keytoolOnPath] = await probeAll(t, [
-      { argv: readFileArgv('/etc/os-release') },
-      { argv: params.cert_pem === undefined ? readFileArgv(params.host_cert_file) : ['true'] },
-      { argv: readFileArgv(envDropInPath) },
-      { argv: ['test', '-d', '/run/systemd/system'] },
-      { argv: commandPathArgv('node') },
-      { argv: commandPathArgv('python3') },
-      { argv: commandPathArgv('keytool') },
-    ]);
-    const os = parseOsRelease(fileFrom(osText!, '/etc/os-release') ?? '');
-    const bundleFile = trustLayout(trustFamilyOf(os)).bundleFile;
-    const raw = params.cert_pem ?? fileFrom(certRaw!, params.host_cert_file);
+    // Read-only probes batched. With the distro from the run's host facts, a converged host is ONE round trip: what
+    // is there and what it says (node identities, certifi, keystore hashes, the system bundle check). Without facts,
+    // os-release comes first and the bundle's two probes follow. Then only what the controller cache cannot answer
+    // (node probes, private certifi bundles), and keytool listings (own timeout).
+    const knownOs = osReleaseFromFacts(host.vars);
+    const known = knownIdentities(host.memo);
+    const given = params.cert_pem === undefined ? null : normalisePem(params.cert_pem);
+    const first: BatchProbe[] = [];
+    const add = (p: BatchProbe) => first.push(p) - 1;
+    const osProbe = knownOs ? -1 : add({ argv: readFileArgv('/etc/os-release') });
+    const certProbe = given === null ? add({ argv: readFileArgv(params.host_cert_file) }) : -1;
+    const dropInProbe = add({ argv: readFileArgv(envDropInPath) });
+    const systemdProbe = add({ argv: ['test', '-d', '/run/systemd/system'] });
+    const nodeOnPathProbe = add({ argv: nodeOnPathIdentityArgv(known) });
+    const extraNodeProbes = params.node_binaries.map((node) => add({ argv: nodeIdentityArgv(node, known) }));
+    const pythonProbe = add({ argv: commandPathArgv('python3') });
+    // certifi.where() through python3 on PATH (nothing to report where it is missing).
+    const pythonPaths = [null, ...params.python_paths];
+    const certifiProbes = pythonPaths.map((pythonPath) => {
+      const argv = ['python3', '-c', 'import certifi; print(certifi.where())'];
+      return add({ argv: ['sh', '-c', certifiScript, 'epoch-certifi', ...(pythonPath === null ? argv : ['env', `PYTHONPATH=${pythonPath}`, ...argv])] });
+    });
+    const keytoolProbe = add({ argv: commandPathArgv('keytool') });
+    const javaProbe = add({ argv: ['sh', '-c', keystoreOnPathScript, 'epoch-keystores', ...params.java_keystores] });
+    // The system bundle: where it resolves (is certifi's bundle the same file?) and whether it trusts the CA (the
+    // PEM we hold, else the host's CA file, read in this same call; trust_store asked the same earlier in the run).
+    const trustKey = (bundleFile: string) => bundleTrustsMemoKey(bundleFile, given !== null ? { pem: given } : { file: params.host_cert_file });
+    const bundleProbes = (bundleFile: string): BatchProbe[] => [
+      { argv: ['readlink', '-f', bundleFile] },
+      ...(host.memo?.get<boolean>(trustKey(bundleFile)) !== undefined ? [] : [given !== null ? bundleTrustsProbe(bundleFile, given) : bundleTrustsFileProbe(bundleFile, params.host_cert_file)]),
+    ];
+    const bundleOf = (os: OsRelease) => trustLayout(trustFamilyOf(os)).bundleFile;
+    const bundleAt = knownOs ? first.length : -1;
+    if (knownOs) first.push(...bundleProbes(bundleOf(knownOs)));
+    const r1 = await probeAll(t, first, keytoolTimeoutMs);
+    const at = (i: number) => r1[i]!;
+    const bundleFile = bundleOf(knownOs ?? parseOsRelease(fileFrom(at(osProbe), '/etc/os-release') ?? ''));
+    const [realBundleR, systemVerifyR] = knownOs ? [at(bundleAt), r1[bundleAt + 1]] : await probeAll(t, bundleProbes(bundleFile));
+    const realBundle = realBundleR!.stdout.trim();
+    let bundleTrusts = host.memo?.get<boolean>(trustKey(bundleFile));
+    if (bundleTrusts === undefined) {
+      bundleTrusts = bundleTrustsFrom(systemVerifyR!);
+      host.memo?.set(trustKey(bundleFile), bundleTrusts);
+    }
+
+    const raw = given ?? fileFrom(at(certProbe), params.host_cert_file);
     const desiredPem = raw === null ? null : normalisePem(raw);
     const pem = desiredPem ?? '';
-    const onPath = commandPathFrom(nodeOnPath!);
+    const onPath = nodeOnPathFrom(at(nodeOnPathProbe));
     const nodes = [...(onPath ? [onPath] : []), ...params.node_binaries];
-    const python = commandPathFrom(pythonOnPath!);
+    const identityResults = [...(onPath ? [at(nodeOnPathProbe)] : []), ...extraNodeProbes.map((i) => at(i))];
+    const python = commandPathFrom(at(pythonProbe));
     if (!python && params.python_paths.length) {
       throw new Error(`${host.name}: python_paths given (${params.python_paths.join(', ')}) but python3 is not on PATH`);
     }
-    const keytool = commandPathFrom(keytoolOnPath!);
+    const keytool = commandPathFrom(at(keytoolProbe));
     if (!keytool && params.java_keystores.length) {
       throw new Error(`${host.name}: java_keystores given (${params.java_keystores.join(', ')}) but keytool is not on PATH`);
     }
-
-    const second: BatchProbe[] = [];
-    const add = (p: BatchProbe) => second.push(p) - 1;
-    const systemVerify = desiredPem ? add(bundleTrustsProbe(bundleFile, desiredPem)) : -1;
-    const identities = nodes.map((node) => add({ argv: nodeIdentityArgv(node) }));
-    const realBundle = python ? add({ argv: ['readlink', '-f', bundleFile] }) : -1;
-    const pythonPaths = python ? [null, ...params.python_paths] : [];
-    const certifiProbes = pythonPaths.map((pythonPath) => {
-      const argv = [python ?? 'python3', '-c', 'import certifi; print(certifi.where())'];
-      return add({ argv: ['sh', '-c', certifiScript, 'epoch-certifi', ...(pythonPath === null ? argv : ['env', `PYTHONPATH=${pythonPath}`, ...argv])] });
-    });
-    const javaProbe = keytool ? add({ argv: ['sh', '-c', keystoreScript, 'epoch-keystores', keytool, ...params.java_keystores] }) : -1;
-    const r2 = await probeAll(t, second, keytoolTimeoutMs);
-    const at = (i: number) => r2[i]!;
-
     const facts: TrustCoverageFacts = {
       host: host.name,
       desiredPem,
       desiredSource: params.cert_pem !== undefined ? (params.cert_file ?? 'cert_pem') : `${host.name}:${params.host_cert_file}`,
       bundleFile,
-      systemTrusts: desiredPem ? bundleTrustsFrom(at(systemVerify)) : false,
+      systemTrusts: desiredPem ? bundleTrusts : false,
       nodes: [],
       certifi: [],
       java: null,
-      envDropIn: fileFrom(dropIn!, envDropInPath),
-      systemdRunning: systemdDir!.exitCode === 0,
+      envDropIn: fileFrom(at(dropInProbe), envDropInPath),
+      systemdRunning: at(systemdProbe).exitCode === 0,
     };
 
     // Third round trip: node probes the cache cannot answer, and certifi bundles that are not the system bundle.
@@ -215,7 +240,7 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
     const nodeResults: (NodeProbeResult | null)[] = nodes.map(() => null);
     const nodeMisses: { index: number; probe: number; key: string | null }[] = [];
     for (const [i, node] of nodes.entries()) {
-      const identity = parseNodeIdentity(at(identities[i]!));
+      const identity = parseNodeIdentity(identityResults[i]!, host.memo);
       const key = identity.lines ? nodeProbeKey(host.name, node, identity.lines, pem, nodeProbe) : null;
       const hit = key ? nodeProbeResults.peek(key) : null;
       if (hit) {
@@ -229,7 +254,7 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
       nodeMisses.push({ index: i, probe: third.push({ argv: [node, '-e', nodeProbe], stdin: probeInput }) - 1, key });
     }
     const certifiFound: { path: string; pythonPath: string | null; real: string; verify: number }[] = [];
-    for (const [j, pythonPath] of pythonPaths.entries()) {
+    for (const [j, pythonPath] of (python ? pythonPaths : []).entries()) {
       const c = at(certifiProbes[j]!);
       const [path = '', real = ''] = c.stdout.split('\n').map((l) => l.trim());
       if (c.exitCode !== 0 || !path.startsWith('/')) {
@@ -237,7 +262,7 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
         throw new Error(`${host.name}: no certifi importable with PYTHONPATH=${pythonPath} (exit ${c.exitCode}): ${c.stderr.trim().split('\n').pop()}`);
       }
       if (certifiFound.some((f) => f.path === path)) continue;
-      const systemBundle = real !== '' && real === at(realBundle).stdout.trim();
+      const systemBundle = real !== '' && real === realBundle;
       // The system bundle's answer is already known (same file); any other bundle is verified on the host.
       const verify = desiredPem && !systemBundle ? third.push(bundleTrustsProbe(path, desiredPem)) - 1 : -1;
       certifiFound.push({ path, pythonPath, real, verify });
@@ -260,7 +285,7 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
     }
     for (const c of certifiFound) {
       const trusts = desiredPem ? (c.verify >= 0 ? bundleTrustsFrom(r3[c.verify]!) : facts.systemTrusts) : false;
-      facts.certifi.push({ path: c.path, pythonPath: c.pythonPath, systemBundle: c.real !== '' && c.real === at(realBundle).stdout.trim(), trusts });
+      facts.certifi.push({ path: c.path, pythonPath: c.pythonPath, systemBundle: c.real !== '' && c.real === realBundle, trusts });
     }
 
     if (keytool) {

@@ -1,6 +1,7 @@
 // Where each distro family keeps its CA anchors and how it rebuilds the system bundle (anchors.md §4).
 // Pure: os-release text in, layout out. Unknown distros are an error, never a guess.
 import { ProvisionError } from '../../core/errors';
+import type { HostFacts } from '../../facts/host-facts';
 
 export type TrustFamily = 'debian' | 'rhel' | 'suse' | 'arch';
 
@@ -58,6 +59,18 @@ export function parseOsRelease(text: string): OsRelease {
     idLike: (fields.ID_LIKE ?? '').toLowerCase().split(/\s+/).filter(Boolean),
     prettyName: fields.PRETTY_NAME ?? fields.NAME ?? '',
   };
+}
+
+/**
+ * The distro as this run's host facts read it (`vars.epoch_facts`, from the same os-release files), so a module
+ * need not read it again; null when the run gathered no facts (then the module reads os-release itself).
+ */
+export function osReleaseFromFacts(vars: Readonly<Record<string, unknown>>): OsRelease | null {
+  const verdict = (vars.epoch_facts as Partial<HostFacts> | undefined)?.os;
+  if (!verdict?.supported) return null;
+  const { id, idLike, prettyName } = verdict.os;
+  if (typeof id !== 'string' || !Array.isArray(idLike) || typeof prettyName !== 'string') return null;
+  return { id, idLike: [...idLike], prettyName };
 }
 
 export class UnsupportedDistroError extends ProvisionError {

@@ -272,3 +272,40 @@ test('reload_unit: the agent re-reads the bundle after every change and undo (a 
   assert.ok(!trustStoreModule.plan(params(), facts('debian'))[0]?.steps.some((s) => s.kind === 'run' && s.argv[3] === 'epoch-try-reload-or-restart'));
   assert.throws(() => trustStoreParams.parse({ cert_pem: caPem, reload_unit: 'not a unit' }), /must be a systemd service name/);
 });
+
+// gather for real on this machine, read-only (an anchor name nobody installs; the CA file is a test fixture).
+test('gather: the distro from the run\'s host facts makes it one round trip, with the same facts as reading os-release', async (t) => {
+  const { LocalTransport } = await import('../../transport/local-transport');
+  const { classifyOs } = await import('../../facts/os-release');
+  const { HostMemo } = await import('../../facts/host-memo');
+  const { bundleTrustsMemoKey } = await import('../ca/host-files');
+  const osText = ['/etc/os-release', '/usr/lib/os-release'].filter((f) => existsSync(f)).map((f) => readFileSync(f, 'utf8'))[0];
+  const verdict = osText === undefined ? null : classifyOs(osText);
+  if (!verdict?.supported) return t.skip('this machine has no supported os-release');
+  const local = new LocalTransport({ hostName: 'local' });
+  let calls = 0;
+  const transport = { ...local, hostName: 'local', exec: (argv: readonly string[], o?: Parameters<typeof local.exec>[1]) => {
+      calls++;
+      return local.exec(argv, o);
+    }, putFile: local.putFile.bind(local), getFile: local.getFile.bind(local), close: local.close.bind(local) };
+  const caFile = resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-ec.crt');
+  const p = trustStoreParams.parse({ name: 'epoch-test-never-installed', host_cert_file: caFile });
+  const withoutFacts = await trustStoreModule.gather({ name: 'local', vars: {}, transport }, p);
+  assert.equal(calls, 2, 'no facts: os-release first');
+  calls = 0;
+  const memo = new HostMemo();
+  const withFacts = await trustStoreModule.gather({ name: 'local', vars: { epoch_facts: { os: verdict } }, transport, memo }, p);
+  assert.equal(calls, 1, 'the distro from the facts: one round trip');
+  assert.deepEqual({ ...withFacts, os: null }, { ...withoutFacts, os: null });
+  assert.equal(withFacts.os.id, verdict.os.id);
+  assert.equal(withFacts.desiredPem, caPem);
+  assert.equal(withFacts.currentAnchor, null);
+  assert.equal(withFacts.bundleTrustsDesired, false, 'the fixture CA is in no system bundle');
+  // The bundle check is kept in the run's memo (trust_coverage asks the same); cleared by a change, asked again.
+  const key = bundleTrustsMemoKey(withFacts.layout!.bundleFile, { file: caFile });
+  assert.equal(memo.get(key), false);
+  memo.set(key, true);
+  assert.equal((await trustStoreModule.gather({ name: 'local', vars: { epoch_facts: { os: verdict } }, transport, memo }, p)).bundleTrustsDesired, true, 'answered from the memo');
+  memo.clear();
+  assert.equal((await trustStoreModule.gather({ name: 'local', vars: { epoch_facts: { os: verdict } }, transport, memo }, p)).bundleTrustsDesired, false, 'asked the host again');
+});

@@ -6,11 +6,12 @@ import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { certFingerprint } from '../../ca/material';
 import type { Change, Step } from '../../core/change';
+import type { ExecResult } from '../../transport/transport';
 import type { HostContext, ProvisionModule } from '../module';
-import { bundleTrustsFrom, bundleTrustsProbe, commandPathArgv, commandPathFrom, fileFrom, probeAll, readFileArgv } from '../ca/host-files';
+import { type BatchProbe, bundleTrustsFileProbe, bundleTrustsFrom, bundleTrustsMemoKey, bundleTrustsProbe, commandPathArgv, commandPathFrom, fileFrom, probeAll, readFileArgv } from '../ca/host-files';
 import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
 import { tryReloadStep } from '../try-restart';
-import { anchorPath, type OsRelease, parseOsRelease, type TrustLayout, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
+import { anchorPath, type OsRelease, osReleaseFromFacts, parseOsRelease, type TrustLayout, trustFamilyOf, trustLayout, UnsupportedDistroError } from './distro';
 
 export const defaultAnchorName = 'epoch-provision-ca';
 
@@ -136,14 +137,17 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
 
   async gather(host: HostContext, params: TrustStoreParams): Promise<TrustStoreFacts> {
     const t = host.transport;
-    // Two round trips: the distro and the CA, then the anchor, the refresh command and the bundle check.
-    const [etcOs, usrOs, certFile] = await probeAll(t, [
-      { argv: readFileArgv('/etc/os-release') },
-      { argv: readFileArgv('/usr/lib/os-release') },
-      { argv: params.cert_pem === undefined ? readFileArgv(params.host_cert_file) : ['true'] },
-    ]);
-    const osText = fileFrom(etcOs!, '/etc/os-release') ?? fileFrom(usrOs!, '/usr/lib/os-release') ?? '';
-    const os = parseOsRelease(osText);
+    const desiredSource = params.cert_pem !== undefined ? (params.cert_file ?? 'cert_pem') : `${host.name}:${params.host_cert_file}`;
+    const readCert: BatchProbe = { argv: params.cert_pem === undefined ? readFileArgv(params.host_cert_file) : ['true'] };
+    // The distro from the run's host facts (the same os-release files); read here only when the run has none. Then
+    // one round trip: the CA (per-host mode: the file on the host), the anchor, the refresh command, the bundle check.
+    let os = osReleaseFromFacts(host.vars);
+    let certRead: ExecResult | undefined;
+    if (!os) {
+      const [etcOs, usrOs, cert] = await probeAll(t, [{ argv: readFileArgv('/etc/os-release') }, { argv: readFileArgv('/usr/lib/os-release') }, readCert]);
+      os = parseOsRelease(fileFrom(etcOs!, '/etc/os-release') ?? fileFrom(usrOs!, '/usr/lib/os-release') ?? '');
+      certRead = cert;
+    }
     let layout: TrustLayout | null = null;
     let unsupportedReason: string | null = null;
     try {
@@ -152,29 +156,42 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
       if (!(err instanceof UnsupportedDistroError)) throw err;
       unsupportedReason = err.message;
     }
-    const desiredSource = params.cert_pem !== undefined ? (params.cert_file ?? 'cert_pem') : `${host.name}:${params.host_cert_file}`;
-    const desiredPem = params.cert_pem ?? fileFrom(certFile!, params.host_cert_file);
     const facts: TrustStoreFacts = {
       host: host.name,
       os,
       layout,
       unsupportedReason,
-      desiredPem: desiredPem === null ? null : normalisePem(desiredPem),
+      desiredPem: null,
       desiredSource,
       currentAnchor: null,
       bundleTrustsDesired: false,
       refreshCommandPresent: false,
     };
-    if (!layout) return facts;
+    const given = params.cert_pem === undefined ? null : normalisePem(params.cert_pem);
+    if (!layout) {
+      facts.desiredPem = given ?? (certRead ? nullableNormalised(fileFrom(certRead, params.host_cert_file)) : null);
+      return facts;
+    }
     const path = anchorPath(layout, params.name);
-    const [anchor, refresh, verify] = await probeAll(t, [
+    // The bundle check: of the PEM we hold, else of the host's CA file as it is now (read in this same call); the
+    // answer is kept in the run's memo for trust_coverage, which asks the same.
+    const verify = given !== null ? bundleTrustsProbe(layout.bundleFile, given) : bundleTrustsFileProbe(layout.bundleFile, params.host_cert_file);
+    const trustKey = bundleTrustsMemoKey(layout.bundleFile, given !== null ? { pem: given } : { file: params.host_cert_file });
+    let trusts = host.memo?.get<boolean>(trustKey);
+    const [anchor, refresh, cert, verified] = await probeAll(t, [
       { argv: readFileArgv(path) },
       { argv: commandPathArgv(layout.refreshArgv[0] as string) },
-      ...(facts.desiredPem ? [bundleTrustsProbe(layout.bundleFile, facts.desiredPem)] : []),
+      certRead ? { argv: ['true'] } : readCert,
+      ...(trusts === undefined ? [verify] : []),
     ]);
+    if (trusts === undefined) {
+      trusts = bundleTrustsFrom(verified!);
+      host.memo?.set(trustKey, trusts);
+    }
+    facts.desiredPem = given ?? nullableNormalised(fileFrom(certRead ?? cert!, params.host_cert_file));
     facts.currentAnchor = fileFrom(anchor!, path);
     facts.refreshCommandPresent = commandPathFrom(refresh!) !== null;
-    if (verify) facts.bundleTrustsDesired = bundleTrustsFrom(verify);
+    facts.bundleTrustsDesired = facts.desiredPem !== null && trusts;
     return facts;
   },
 
@@ -256,6 +273,8 @@ export const trustStoreModule: ProvisionModule<TrustStoreParams, TrustStoreFacts
     return [`${facts.host}: CA sha256 ${certFingerprint(facts.desiredPem)} ${facts.bundleTrustsDesired ? 'trusted by' : 'NOT trusted by'} ${facts.layout.bundleFile}`];
   },
 };
+
+const nullableNormalised = (pem: string | null) => (pem === null ? null : normalisePem(pem));
 
 function describe(pem: string): string {
   try {

@@ -126,7 +126,9 @@ async function driftOf(host: HostContext, moduleName: string, raw: Record<string
   const module = getModule(moduleName);
   if (!module) throw new Error(`verify: module ${moduleName} is not registered`);
   const params = module.params.parse(raw);
-  const changes: Change[] = module.plan(params, await module.gather(host, params));
+  // A real re-check: nothing from the run's memo (what earlier tasks read), every probe asked again.
+  const fresh: HostContext = { name: host.name, vars: host.vars, transport: host.transport };
+  const changes: Change[] = module.plan(params, await module.gather(fresh, params));
   return changes.map((c) => c.summary);
 }
 
