@@ -6,8 +6,7 @@ import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { LocalTransport } from '../transport/local-transport';
-import { nodeCopy, toolBin } from './test-tool-bin';
+import { nodeCopy, recordingTransport, toolBin } from './test-tool-bin';
 
 const work = mkdtempSync(join(tmpdir(), 'epoch-facts-node-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -21,12 +20,7 @@ test('node version in the facts: probed once, then from the cache until the bina
   const saved = process.env.PATH;
   process.env.PATH = bin;
   try {
-    const local = new LocalTransport({ hostName: 'local' });
-    const calls: string[] = [];
-    const transport = { hostName: 'local', exec: (argv: readonly string[], o?: Parameters<LocalTransport['exec']>[1]) => {
-        calls.push(argv.at(-1) === '--version' ? 'node --version' : 'facts');
-        return local.exec(argv, o);
-      }, putFile: async () => {}, getFile: async () => Buffer.from(''), close: async () => {} };
+    const { transport, calls } = recordingTransport((argv) => argv.at(-1) === '--version' ? 'node --version' : 'facts');
     const first = await gatherHostFacts(transport);
     assert.equal(first.node?.raw, process.version);
     assert.deepEqual(calls, ['facts', 'node --version']);

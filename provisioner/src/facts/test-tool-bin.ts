@@ -4,6 +4,8 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { LocalTransport } from '../transport/local-transport';
+import type { Transport } from '../transport/transport';
 
 export function toolBin(dir: string, tools: readonly string[]): string {
   mkdirSync(dir);
@@ -17,4 +19,21 @@ export function nodeCopy(path: string): string {
   copyFileSync(process.execPath, path);
   chmodSync(path, 0o755);
   return path;
+}
+
+/** A LocalTransport that records each command it runs as `label(argv)` (read-only tests: no file transfer). */
+export function recordingTransport(label: (argv: readonly string[]) => string): { transport: Transport; calls: string[] } {
+  const local = new LocalTransport({ hostName: 'local' });
+  const calls: string[] = [];
+  const transport = {
+    hostName: 'local',
+    exec: (argv: readonly string[], o?: Parameters<LocalTransport['exec']>[1]) => {
+      calls.push(label(argv));
+      return local.exec(argv, o);
+    },
+    putFile: async () => {},
+    getFile: async () => Buffer.from(''),
+    close: async () => {},
+  };
+  return { transport, calls };
 }

@@ -6,8 +6,7 @@ import { mkdtempSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { LocalTransport } from '../../transport/local-transport';
-import { nodeCopy, toolBin } from '../../facts/test-tool-bin';
+import { nodeCopy, recordingTransport, toolBin } from '../../facts/test-tool-bin';
 
 const work = mkdtempSync(join(tmpdir(), 'epoch-node-runtime-cache-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -27,12 +26,7 @@ test('probeRuntime: versions from the cache while the binary is unchanged; a cha
   const saved = process.env.PATH;
   process.env.PATH = bin;
   try {
-    const local = new LocalTransport({ hostName: 'local' });
-    const calls: string[] = [];
-    const transport = { hostName: 'local', exec: (argv: readonly string[], o?: Parameters<LocalTransport['exec']>[1]) => {
-        calls.push(argv[3] ?? '');
-        return local.exec(argv, o);
-      }, putFile: async () => {}, getFile: async () => Buffer.from(''), close: async () => {} };
+    const { transport, calls } = recordingTransport((argv) => argv[3] ?? '');
     const fail = (m: string) => new Error(m);
     const first = await probeRuntime(transport, 'local', fail);
     assert.deepEqual(first.nodes, [{ path: node, version: process.version }, { path: join(bin, 'nodejs'), version: process.version }]);
@@ -77,12 +71,7 @@ test('probeRuntime with the run memo: identity once per run; after a change on t
   const saved = process.env.PATH;
   process.env.PATH = bin;
   try {
-    const local = new LocalTransport({ hostName: 'local' });
-    const calls: string[] = [];
-    const transport = { hostName: 'local', exec: (argv: readonly string[], o?: Parameters<LocalTransport['exec']>[1]) => {
-        calls.push(argv[3] ?? argv[0] ?? '');
-        return local.exec(argv, o);
-      }, putFile: async () => {}, getFile: async () => Buffer.from(''), close: async () => {} };
+    const { transport, calls } = recordingTransport((argv) => argv[3] ?? argv[0] ?? '');
     const fail = (m: string) => new Error(m);
     const expected = [{ path: node, version: process.version }, { path: join(bin, 'nodejs'), version: process.version }];
 
@@ -133,12 +122,7 @@ test('probeRuntime with the run memo: identity once per run; after a change on t
 test('agent_service gather: one round trip for the runtime and the service; with the runtime in the run memo, the service probe alone', async () => {
   const { HostMemo } = await import('../../facts/host-memo');
   const { agentService, agentServiceParams } = await import('./agent-service');
-  const local = new LocalTransport({ hostName: 'local' });
-  const calls: string[] = [];
-  const transport = { hostName: 'local', exec: (argv: readonly string[], o?: Parameters<LocalTransport['exec']>[1]) => {
-      calls.push(argv[3] ?? '');
-      return local.exec(argv, o);
-    }, putFile: async () => {}, getFile: async () => Buffer.from(''), close: async () => {} };
+  const { transport, calls } = recordingTransport((argv) => argv[3] ?? '');
   // Read-only on this machine: the agent user, its files and unit are looked up, and /healthz on 127.0.0.1 asked.
   const p = agentServiceParams.parse({});
   await agentService.gather({ name: 'local', vars: {}, transport }, p); // warms the version cache
