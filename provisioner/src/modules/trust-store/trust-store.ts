@@ -66,7 +66,17 @@ same=yes
 [ "$saved" = "$fresh" ] || same=no
 for f in $saved; do cmp -s "$t/$f" "/$f" || same=no; done
 if [ "$same" = yes ]; then
-  tar -C / -xpf "$d/tree.tar" || exit 1
+  # Only what differs goes back, each file or link by a rename: a reader (curl loading the bundle as another user)
+  # never meets a missing, half-written or not-yet-readable file, as tar's unlink-and-recreate would show it.
+  (cd "$t" && find . -mindepth 1 \\( -type f -o -type l \\) -print) | while IFS= read -r f; do
+    p=\${f#.}
+    if [ -L "$t$p" ]; then
+      [ -L "$p" ] && [ "$(readlink "$p")" = "$(readlink "$t$p")" ] && continue
+    elif [ -f "$p" ] && [ ! -L "$p" ] && cmp -s "$t$p" "$p" && [ "$(stat -c %a:%u:%g "$t$p")" = "$(stat -c %a:%u:%g "$p")" ]; then
+      continue
+    fi
+    mkdir -p -- "\${p%/*}" && cp -pP -- "$t$p" "$p.epoch-restore" && mv -Tf -- "$p.epoch-restore" "$p" || exit 1
+  done || exit 1
   echo "trust set back to the saved one: restored the saved extraction"
   rm -rf -- "$d"
   rmdir -- "\${d%/*}" 2> /dev/null
