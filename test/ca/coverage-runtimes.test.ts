@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { caModule } from '../../provisioner/src/modules/ca/ca';
+import { parseJks, parseKeytoolList } from '../../provisioner/src/modules/trust-coverage/keystore-listing';
 import { trustCoverageModule } from '../../provisioner/src/modules/trust-coverage/trust-coverage';
 import { trustStoreModule } from '../../provisioner/src/modules/trust-store/trust-store';
 import { executeSteps } from '../../provisioner/src/runner/apply-steps';
@@ -98,6 +99,19 @@ const java = (lab: Lab, host: string, keystore?: string) =>
   ]);
 const out = (r: { stdout: string; stderr: string }) => `${r.stdout}${r.stderr}`.trim();
 const line = (report: string[], needle: string) => report.find((l) => l.includes(needle)) ?? `(no line with ${needle}: ${report.join(' | ')})`;
+
+/** The controller's JKS reader (what trust_coverage uses instead of a JVM) against keytool on the host itself. */
+async function assertListedAsKeytoolDoes(lab: Lab, host: string, path: string): Promise<void> {
+  const bytes = Buffer.from(await lab.execOk(host, ['base64', path]), 'base64');
+  const keytool = parseKeytoolList(await lab.execOk(host, ['keytool', '-list', '-v', '-keystore', path, '-storepass', 'changeit'], { timeoutMs: 120_000 }));
+  const ours = parseJks(bytes, 'changeit', `${host}: ${path}`);
+  assert.ok(keytool.aliases.length > 100, `${path}: keytool lists ${keytool.aliases.length} entries`);
+  // keytool prints a JKS store's entries in its hash table's order (the file keeps the writer's), and under LC_ALL=C
+  // each non-ASCII character of an alias as '?' (Debian has `…_főtanúsítvány.pem`), which the reader decodes.
+  const asKeytoolPrintsIt = (alias: string) => alias.replace(/[^\x00-\x7f]/gu, '?');
+  assert.deepEqual(ours.aliases.map(asKeytoolPrintsIt).sort(), [...keytool.aliases].sort());
+  assert.deepEqual([...ours.sha256].sort(), [...keytool.sha256].sort());
+}
 
 async function reportFor(t: Transport, host: string, raw: unknown): Promise<string[]> {
   const p = trustCoverageModule.params.parse(raw);
@@ -197,6 +211,11 @@ describe('trust coverage for python certifi and java cacerts on a debian host', 
     }
   });
 
+  test('the JKS reader lists the JDK cacerts and the app keystore (with our import undone) exactly as keytool does', async () => {
+    await assertListedAsKeytoolDoes(lab, host, '/etc/ssl/certs/java/cacerts');
+    await assertListedAsKeytoolDoes(lab, host, appKeystore);
+  });
+
   // Known defect (trust-store module, Debian): update-ca-certificates reports removals to its hooks only for certs
   // listed in ca-certificates.conf, never for /usr/local/share/ca-certificates ones (with or without --fresh), so
   // ca-certificates-java keeps alias debian:<anchor>.pem in Java's cacerts after the CA was removed.
@@ -254,5 +273,9 @@ describe('trust coverage for java cacerts on a rhel-flavour host (update-ca-trus
       await stopUnit(lab, host, 'epoch-ca-runtimes');
       await executeSteps(t, trustUndo);
     }
+  });
+
+  test('the JKS reader lists the extracted cacerts exactly as keytool does', async () => {
+    await assertListedAsKeytoolDoes(lab, host, '/etc/pki/ca-trust/extracted/java/cacerts');
   });
 });

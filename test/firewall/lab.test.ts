@@ -130,6 +130,21 @@ async function scenario(params: Record<string, unknown>, backend: string): Promi
     assert.equal(await settledRuleset(withRules), withRules);
     await sshStillWorks();
 
+    // 5b. A hung agent (stopped, not dead: the kernel still accepts on its ports, nothing answers) is what the
+    // watcher's poll is for on a systemd host: it parks the rules; once the agent answers again, they are back.
+    // The poll runs under bash, which opens the health connection itself (no curl per poll).
+    const watcherPid = (await lab.execOk(host, ['systemctl', 'show', '-P', 'MainPID', 'epoch-firewall.service'])).trim();
+    assert.match(await lab.execOk(host, ['cat', `/proc/${watcherPid}/cmdline`]), /^bash\0--posix\0/);
+    await lab.execOk(host, ['systemctl', 'kill', '--signal=STOP', 'epoch-agent.service']);
+    try {
+      await waitFor('rules parked while the agent hangs', 8000, async () => !/redirect to|REDIRECT/.test(await ruleset()));
+      assert.equal(await probe('nobody'), 'target');
+    } finally {
+      await lab.execOk(host, ['systemctl', 'kill', '--signal=CONT', 'epoch-agent.service']);
+    }
+    await waitFor('redirected again once the agent answers', 10_000, async () => (await probe('nobody')) === 'agent');
+    assert.equal(await settledRuleset(withRules), withRules);
+
     // 6. A change the controller never confirms (connection dropped): the host reverts on its own.
     t = await connectLabHost(lab, host);
     const changed = await converge(t, firewallModule, { ...c.params, ports: [443, 4443], revertSeconds: 10 });

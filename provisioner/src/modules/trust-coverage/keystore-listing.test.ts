@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { KeystoreListingCache, parseKeytoolList } from './keystore-listing';
+import { isJksFormat, KeystoreListingCache, parseJks, parseKeytoolList } from './keystore-listing';
 
 const work = mkdtempSync(join(tmpdir(), 'epoch-keystore-listing-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -97,4 +98,58 @@ test("a waiter whose shared call failed on another host lists again itself, and 
   const second = cache.get(sha('f'), 'changeit', async () => ({ aliases: ['mine'], sha256: [] }));
   await assert.rejects(first, /deb1/);
   assert.deepEqual(await second, { aliases: ['mine'], sha256: [] });
+});
+
+// A JKS keystore written by keytool 17 (Debian 12's JRE in the lab image): a trusted certificate entry and an EC
+// private key entry (a throwaway test key, password changeit), with keytool's own `-list -v` of it.
+const fixtures = new URL('../../../../test/fixtures/keystores/', import.meta.url);
+const jks = readFileSync(new URL('key-and-trusted.jks', fixtures));
+const jksKeytoolList = readFileSync(new URL('key-and-trusted.keytool-list.txt', fixtures), 'utf8');
+
+/** A keystore body sealed with Java's keyed digest, as keytool writes it. */
+function sealed(body: Buffer, storepass = 'changeit'): Buffer {
+  const digest = createHash('sha1').update(Buffer.from(storepass, 'utf16le').swap16()).update('Mighty Aphrodite').update(body).digest();
+  return Buffer.concat([body, digest]);
+}
+const unsealed = jks.subarray(0, jks.length - 20);
+
+test('parseJks lists a keytool-written JKS exactly as keytool -list -v does (a key entry\'s chain included)', () => {
+  const expected = parseKeytoolList(jksKeytoolList);
+  assert.equal(expected.aliases.length, 2);
+  assert.deepEqual(parseJks(jks, 'changeit', 'fixture'), expected);
+  assert.equal(isJksFormat(jks), true);
+});
+
+test('parseJks fails as keytool does on a wrong password or a changed byte, naming the keystore', () => {
+  assert.throws(() => parseJks(jks, 'wrong-pass', 'deb1: /etc/ssl/certs/java/cacerts'), /^Error: deb1: \/etc\/ssl\/certs\/java\/cacerts: keystore was tampered with, or password was incorrect/);
+  const flipped = Buffer.from(jks);
+  flipped[40] = flipped[40]! ^ 1;
+  assert.throws(() => parseJks(flipped, 'changeit', 'x'), /tampered with, or password was incorrect/);
+});
+
+test('parseJks refuses malformed content even when its digest is right: short entries, unknown tags, trailing bytes', () => {
+  const withCount = (n: number) => {
+    const b = Buffer.from(unsealed);
+    b.writeUInt32BE(n, 8);
+    return sealed(b);
+  };
+  assert.throws(() => parseJks(withCount(3), 'changeit', 'x'), /x: not a readable JKS keystore: entry data ends at byte \d+ of \d+/);
+  assert.throws(() => parseJks(withCount(1), 'changeit', 'x'), /not a readable JKS keystore: \d+ bytes after the last of 1 entries/);
+  const badTag = Buffer.from(unsealed);
+  badTag.writeUInt32BE(7, 12);
+  assert.throws(() => parseJks(sealed(badTag), 'changeit', 'x'), /entry 1 has tag 7, expected 1 \(key\) or 2 \(trusted certificate\)/);
+  const badVersion = Buffer.from(unsealed);
+  badVersion.writeUInt32BE(3, 4);
+  assert.throws(() => parseJks(sealed(badVersion), 'changeit', 'x'), /version 3, expected 1 or 2/);
+  assert.throws(() => parseJks(Buffer.alloc(10), 'changeit', 'x'), /not a readable JKS keystore: 10 bytes/);
+});
+
+test('parseJks reads an empty keystore; isJksFormat tells JKS from PKCS12 and JCEKS (left to keytool)', () => {
+  const empty = Buffer.alloc(12);
+  empty.writeUInt32BE(0xfeedfeed, 0);
+  empty.writeUInt32BE(2, 4);
+  assert.deepEqual(parseJks(sealed(empty), 'changeit', 'x'), { aliases: [], sha256: [] });
+  assert.equal(isJksFormat(Buffer.from([0x30, 0x82, 0x06, 0x10])), false);
+  assert.equal(isJksFormat(Buffer.from([0xce, 0xce, 0xce, 0xce, 0, 0, 0, 2])), false);
+  assert.equal(isJksFormat(Buffer.alloc(2)), false);
 });

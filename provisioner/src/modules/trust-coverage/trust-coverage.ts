@@ -11,6 +11,7 @@
 // is extracted by update-ca-trust (so a keytool import there would be overwritten: fix_java refuses it).
 // Private copies the system store does not reach are named through params: python_paths (a pip/venv site-packages
 // with its own certifi, probed as PYTHONPATH) and java_keystores (an application JRE's cacerts or its trustStore).
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { createCa } from '../../ca/create';
 import { certFingerprint } from '../../ca/material';
@@ -21,7 +22,7 @@ import { type BatchProbe, bundleTrustsFileProbe, bundleTrustsFrom, bundleTrustsM
 import { certPemSource, loadCertFile, normalisePem } from '../ca/params';
 import type { HostContext, ProvisionModule } from '../module';
 import { type OsRelease, osReleaseFromFacts, parseOsRelease, trustFamilyOf, trustLayout } from '../trust-store/distro';
-import { keystoreListings, parseKeytoolList } from './keystore-listing';
+import { isJksFormat, keystoreListings, parseJks, parseKeytoolList } from './keystore-listing';
 import { isNodeProbeResult, type NodeProbeResult, nodeIdentityArgv, nodeOnPathFrom, nodeOnPathIdentityArgv, nodeProbeKey, nodeProbeResults, parseNodeIdentity } from './node-probe-cache';
 
 export const envDropInPath = '/etc/systemd/system.conf.d/epoch-provision-ca.conf';
@@ -117,6 +118,11 @@ for ks in "$cacerts" "$@"; do
   if s=$(sha256sum -- "$ks" 2>/dev/null); then printf 'sha=%s\\n' "\${s%% *}"; else echo sha=; fi
   printf 'realpath=%s\\n' "$(readlink -f -- "$ks")"
 done`;
+
+// A keystore's bytes, base64 (exit 3 above 8 MiB: such a file is left to keytool). Args: the path.
+const keystoreBytesScript = `n=$(wc -c < "$1") || exit 1
+[ "$n" -le 8388608 ] || exit 3
+exec base64 -- "$1"`;
 
 // keystoreScript for the keytool on PATH (no output where there is none). Args: the extra keystores.
 const keystoreOnPathScript = `kt=$(command -v keytool 2>/dev/null) || exit 0
@@ -301,8 +307,19 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
           if (r.exitCode !== 0) throw new Error(`${host.name}: keytool -list ${path} failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim().split('\n').pop()}`);
           return parseKeytoolList(r.stdout);
         };
-        // So the JVM runs once per distinct keystore content, not once per host and run (keystore-listing.ts).
-        const listing = store.contentSha256 ? await keystoreListings.get(store.contentSha256, params.java_storepass, keytoolList) : await keytoolList();
+        // A JKS file (every distro's cacerts) is read here instead: one base64 of ~160 KB instead of a JVM start.
+        const list = async () => {
+          const r = await probe(t, ['sh', '-c', keystoreBytesScript, 'epoch-keystore', path]);
+          const bytes = r.exitCode === 0 ? Buffer.from(r.stdout, 'base64') : null;
+          if (!bytes || !isJksFormat(bytes)) return keytoolList();
+          const sha = createHash('sha256').update(bytes).digest('hex');
+          if (store.contentSha256 && sha !== store.contentSha256.toLowerCase()) {
+            throw new Error(`${host.name}: ${path} changed while it was being read (sha256 ${store.contentSha256}, then ${sha}); run again`);
+          }
+          return parseJks(bytes, params.java_storepass, `${host.name}: ${path}`);
+        };
+        // So a keystore is listed once per distinct content, not once per host and run (keystore-listing.ts).
+        const listing = store.contentSha256 ? await keystoreListings.get(store.contentSha256, params.java_storepass, list) : await list();
         const realPath = store.realPath;
         const managedBy: KeystoreManager =
           realPath === '/etc/ssl/certs/java/cacerts' && k.debianHook ? 'ca-certificates-java' : realPath === '/etc/pki/ca-trust/extracted/java/cacerts' ? 'update-ca-trust' : null;

@@ -60,6 +60,36 @@ healthy() {
   printf '%s' "$body" | grep -q '"ready"[[:space:]]*:[[:space:]]*true'
 }
 
+# The watcher's poll without a process start: bash opens TCP itself (/dev/tcp) and times out a read (read -t), where
+# curl costs ~12 ms of CPU per call, every poll, forever, on every host. Only for http://IPv4:PORT/PATH (the agent's
+# health endpoint is plain HTTP on loopback); anything else, and any answer that is not a compact ready:true, goes
+# through healthy() as before. Connecting to a listening loopback port does not block even when the agent hangs
+# (the kernel completes it); the 1 s read timeout catches the hang.
+fast_health_target() {
+  [ -n "${BASH_VERSION:-}" ] || return 1
+  rest=${HEALTH_URL#http://}
+  [ "$rest" != "$HEALTH_URL" ] || return 1
+  hostport=${rest%%/*}
+  if [ "$hostport" = "$rest" ]; then FAST_PATH=/; else FAST_PATH=/${rest#*/}; fi
+  FAST_HOST=${hostport%:*} FAST_PORT=${hostport##*:}
+  case $FAST_HOST in ''|*[!0-9.]*) return 1 ;; esac
+  case $FAST_PORT in ''|*[!0-9]*) return 1 ;; esac
+}
+
+healthy_fast() {
+  # `command`: a failed redirection of the special builtin exec would end a POSIX-mode shell.
+  { command exec 3<>"/dev/tcp/$FAST_HOST/$FAST_PORT"; } 2>/dev/null || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$FAST_PATH" "$FAST_HOST" "$FAST_PORT" >&3 2>/dev/null
+  body=
+  # Until the server closes (status 1 at end of input); above 128: timed out.
+  IFS= read -r -d '' -t 1 body <&3
+  rc=$?
+  exec 3<&-
+  [ "$rc" -le 1 ] || return 1
+  case $body in 'HTTP/1.'[01]' 200 '*'"ready":true'*) return 0 ;; esac
+  return 1
+}
+
 wait_healthy() {
   deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
   while ! healthy; do
@@ -240,27 +270,39 @@ loaded() {
 
 # ---- the binding: rules only while the agent is healthy --------------------------------------------------------------
 watch() {
+  # Under bash (POSIX mode, the same semantics as sh) the poll needs no process start at all; see healthy_fast.
+  if [ -z "${BASH_VERSION:-}" ] && [ -z "${EPOCH_FW_SH_ONLY:-}" ] && have bash; then exec bash --posix "$0" watch; fi
   trap '(park); exit 0' TERM INT HUP
+  fast=no
+  if fast_health_target; then fast=yes; fi
+  # The pause between polls: read -t on a FIFO nobody writes to, instead of starting sleep (bash only).
+  pause_fd=no
+  if [ -n "${BASH_VERSION:-}" ] && fifo=$(mktemp -u "${TMPDIR:-/tmp}/epoch-firewall-pause.XXXXXX") && mkfifo -m 600 "$fifo"; then
+    exec 4<>"$fifo" && pause_fd=yes
+    rm -f "$fifo"
+  fi
   # unknown: the first unhealthy answer removes whatever is loaded; the first healthy one (re)loads atomically.
   state=unknown
   # With systemd the rules are unloaded the moment the agent stops or crashes (BindsTo=, ExecStopPost=): the poll
   # only has to notice a hung agent, every 2 s. Without systemd it is what notices a dead agent: every 0.5 s.
-  # Every poll starts curl (~12 ms of CPU), and on a host that is the watcher's whole cost.
-  if has_systemd; then poll=2 loaded_every=1; else poll=0.5 loaded_every=4; fi
+  # Under bash a healthy poll starts no process; under sh, curl and sleep. The live-rules read (one nft or
+  # iptables-save start) runs every 10 s with systemd, where an agent restart restarts this watcher too (BindsTo=,
+  # Wants=) and it loads afresh, so the read only catches someone else's flush; every 2 s without systemd.
+  if has_systemd; then poll=2 loaded_every=5; else poll=0.5 loaded_every=4; fi
   tick=0
   while :; do
     tick=$(( (tick + 1) % loaded_every ))
     # Subshells: a failing load/unload (die) must not end the watcher.
-    if healthy; then
-      # Whether the rules are still live (an agent restart between two polls parks them) is read every 2 s; until
-      # then traffic flows directly.
+    if { [ "$fast" = yes ] && healthy_fast; } || healthy; then
+      # Whether the rules are still live (an ExecStopPost or someone's flush may have parked or removed them) is
+      # read every few polls (above); until then traffic flows directly.
       if [ "$state" != up ] || { [ "$tick" -eq 0 ] && ! loaded; }; then (load) && state=up && say "agent healthy: rules loaded"; fi
     elif [ "$state" != down ]; then
       # One retry so a single slow answer does not flap the rules; a dead agent refuses at once.
       sleep 0.3
       if ! healthy; then (park) && state=down && say "agent not healthy: rules parked, traffic flows directly"; fi
     fi
-    sleep "$poll" & wait $!
+    if [ "$pause_fd" = yes ]; then read -r -t "$poll" -u 4 pause_line; else sleep "$poll" & wait $!; fi
   done
 }
 
