@@ -29,8 +29,9 @@
 // Usage: npm run build && node --import tsx bench/install-fleet.ts [--hosts N] [--forks F] [--flavor mixed] [--reruns R] [--no-ansible]  (root)
 // --reruns R: R idempotent re-runs in a row (default 1; the first is `rerun`, all are in `reruns`).
 // --no-ansible: time only our install and re-run, even with ansible-playbook on PATH (its 6-host run takes minutes).
+// Every run also records where its CPU went (`cpu`: the machine, the command, the lab hosts by cgroup; see CpuSplit).
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { agentServiceParams } from '../provisioner/src/modules/agent/agent-service';
@@ -65,7 +66,70 @@ interface Timed {
   failed: number;
   /** Per task: host-seconds summed over hosts, and the slowest host; the slowest tasks first. */
   tasks: { task: string; hostSeconds: number; maxSeconds: number }[];
+  cpu: CpuSplit;
 }
+
+// Where the CPU of a run went, in CPU-seconds: the whole machine (/proc/stat), the command itself with the children it
+// waited for (the shell's `times`), and the lab hosts by cgroup (every host's payload cgroup, cgroup2): `sessions`
+// is user.slice (what SSH sessions run, and the per-login user manager), `sshd` is ssh.service (connections, key
+// exchange, authentication), `agent` and `watcher` our two units, `other` the rest (systemd, logind, dbus, journald).
+// A unit restarted during the run loses its old cgroup's count from its own line (it stays in the host's total).
+interface CpuSplit {
+  machine: number;
+  command: number | null;
+  hosts: { total: number; sessions: number; sshd: number; agent: number; watcher: number; other: number };
+}
+
+function machineBusyJiffies(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!;
+}
+
+const cgroupRoot = existsSync('/sys/fs/cgroup/unified/cgroup.procs') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
+const hostCgroupParts = { total: '', sessions: '/user.slice', sshd: '/system.slice/ssh.service', agent: '/system.slice/epoch-agent.service', watcher: '/system.slice/epoch-firewall.service' } as const;
+type HostCpu = Record<keyof typeof hostCgroupParts, number>;
+
+function usageUsec(dir: string): number {
+  try {
+    return Number(/^usage_usec (\d+)/m.exec(readFileSync(`${dir}/cpu.stat`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function hostsCpu(lab: Lab): HostCpu[] {
+  return lab.hosts.map((h) => {
+    const base = `${cgroupRoot}/epoch-lab/${lab.name}/${h.machine}/payload`;
+    return Object.fromEntries(Object.entries(hostCgroupParts).map(([k, part]) => [k, usageUsec(base + part)])) as HostCpu;
+  });
+}
+
+function cpuSplit(lab: Lab, before: { jiffies: number; hosts: HostCpu[] }, commandSeconds: number | null): CpuSplit {
+  const after = hostsCpu(lab);
+  const sum = { total: 0, sessions: 0, sshd: 0, agent: 0, watcher: 0 };
+  after.forEach((a, i) => {
+    for (const k of Object.keys(sum) as (keyof typeof sum)[]) {
+      const b = before.hosts[i]![k];
+      // A cgroup that was removed and made again (a unit restarted) counts from zero.
+      sum[k] += (a[k] >= b ? a[k] - b : a[k]) / 1e6;
+    }
+  });
+  const r = (x: number) => Number(x.toFixed(1));
+  return {
+    machine: r((machineBusyJiffies() - before.jiffies) / 100),
+    command: commandSeconds === null ? null : r(commandSeconds),
+    hosts: { total: r(sum.total), sessions: r(sum.sessions), sshd: r(sum.sshd), agent: r(sum.agent), watcher: r(sum.watcher), other: r(sum.total - sum.sessions - sum.sshd - sum.agent - sum.watcher) },
+  };
+}
+
+const cpuMark = (lab: Lab) => ({ jiffies: machineBusyJiffies(), hosts: hostsCpu(lab) });
+
+/** The children's user + system CPU-seconds from the `times` line the wrapping shell prints last on stderr. */
+function childrenCpuSeconds(stderr: string): number | null {
+  const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(stderr.trim());
+  return m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : null;
+}
+const withTimes = ['sh', '-c', '"$@"; rc=$?; times >&2; exit $rc', 'sh'];
 
 // The controller's caches (keystore listings) start empty, as on a fresh CI runner; the re-run reuses them.
 const cacheHome = mkdtempSync(join(tmpdir(), 'epoch-bench-cache-'));
@@ -73,9 +137,10 @@ process.on('exit', () => rmSync(cacheHome, { recursive: true, force: true }));
 
 type Event = { type: string; task?: string; durationMs?: number; hosts?: { changed: number; failed: number }[] };
 
-function run(inventory: string): Timed {
+function run(lab: Lab): Timed {
+  const mark = cpuMark(lab);
   const started = performance.now();
-  const r = spawnSync(process.execPath, [join(repo, 'bin/epoch-provision.mjs'), '--inventory', inventory, '--yes', '--output', 'json', '--forks', String(forks), '-e', 'epoch_intercept=true'], {
+  const r = spawnSync(withTimes[0]!, [...withTimes.slice(1), process.execPath, join(repo, 'bin/epoch-provision.mjs'), '--inventory', lab.inventoryPath, '--yes', '--output', 'json', '--forks', String(forks), '-e', 'epoch_intercept=true'], {
     cwd: repo,
     env: { ...process.env, XDG_CACHE_HOME: cacheHome },
     encoding: 'utf8',
@@ -99,7 +164,7 @@ function run(inventory: string): Timed {
   }
   const tasks = [...byTask].map(([task, t]) => ({ task, hostSeconds: Number(t.hostSeconds.toFixed(2)), maxSeconds: Number(t.maxSeconds.toFixed(2)) })).sort((a, b) => b.hostSeconds - a.hostSeconds);
   if (r.status !== 0) console.error(r.stderr.slice(-2000));
-  return { seconds, exitCode: r.status, changed: sum('changed'), failed: sum('failed'), tasks };
+  return { seconds, exitCode: r.status, changed: sum('changed'), failed: sum('failed'), tasks, cpu: cpuSplit(lab, mark, childrenCpuSeconds(r.stderr)) };
 }
 
 // ---- Ansible, side by side ----
@@ -163,6 +228,7 @@ interface AnsibleTimed {
   failed: number;
   /** Per task: wall seconds over all hosts (the json callback has no per-host durations), summed over the batches. */
   tasks: { task: string; seconds: number }[];
+  cpu: CpuSplit;
 }
 
 interface AnsibleJson {
@@ -178,8 +244,9 @@ function runAnsible(lab: Lab, filesDir: string, version: string, ansibleHome: st
   };
   const varsFile = join(ansibleHome, 'vars.json');
   writeFileSync(varsFile, JSON.stringify(vars));
+  const mark = cpuMark(lab);
   const started = performance.now();
-  const r = spawnSync('ansible-playbook', ['-i', lab.inventoryPath, '--forks', String(forks), '-e', `@${varsFile}`, join(repo, 'bench/ansible/site.yml')], {
+  const r = spawnSync(withTimes[0]!, [...withTimes.slice(1), 'ansible-playbook', '-i', lab.inventoryPath, '--forks', String(forks), '-e', `@${varsFile}`, join(repo, 'bench/ansible/site.yml')], {
     // Not the repo: no ansible.cfg is picked up from the working directory.
     cwd: ansibleHome,
     env: {
@@ -233,6 +300,7 @@ function runAnsible(lab: Lab, filesDir: string, version: string, ansibleHome: st
     changed: stats.reduce((a, s) => a + s.changed, 0),
     failed: stats.reduce((a, s) => a + s.failures + s.unreachable, 0),
     tasks,
+    cpu: cpuSplit(lab, mark, childrenCpuSeconds(r.stderr)),
   };
 }
 
@@ -293,6 +361,8 @@ async function ansibleSide(lab: Lab, oursFiles: Map<string, string> | null) {
   }
 }
 
+const cpuLine = (c: CpuSplit) =>
+  `machine ${c.machine}, the command ${c.command ?? '?'}, lab hosts ${c.hosts.total} (sessions ${c.hosts.sessions}, sshd ${c.hosts.sshd}, agent ${c.hosts.agent}, watcher ${c.hosts.watcher}, other ${c.hosts.other})`;
 const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const fmt = (t: { seconds: number; exitCode: number | null; changed: number; failed: number }) =>
   `${t.seconds.toFixed(1)} s, exit ${t.exitCode}, ${t.changed} changed, ${t.failed} failed`;
@@ -322,13 +392,15 @@ async function timedAnsible(lab: Lab, oursFiles: Map<string, string> | null): Pr
 const loadBefore = load();
 let oursFiles: Map<string, string> | null = null;
 await withLab({ hosts, flavor }, async (lab) => {
-  const install = run(lab.inventoryPath);
+  const install = run(lab);
   const loadBeforeRerun = load();
   const runs: Timed[] = [];
-  for (let i = 0; i < reruns; i++) runs.push(run(lab.inventoryPath));
+  for (let i = 0; i < reruns; i++) runs.push(run(lab));
   const rerun = runs[0]!;
   state.ours = { install, rerun, reruns: runs, loadBeforeRerun, loadAfter: load() };
   if (runs.length > 1) console.log(`re-runs: ${runs.map((r) => `${r.seconds.toFixed(2)} s (exit ${r.exitCode}, ${r.changed} changed)`).join(', ')}`);
+  console.log(`CPU-seconds, install: ${cpuLine(install.cpu)}`);
+  for (const [i, r] of runs.entries()) console.log(`CPU-seconds, re-run ${i + 1}: ${cpuLine(r.cpu)}`);
   console.log('re-run, slowest tasks (host-seconds, slowest host):');
   for (const t of rerun.tasks.slice(0, 8)) console.log(`  ${t.task}: ${t.hostSeconds} s, max ${t.maxSeconds} s`);
   if (!ansibleVersion) return;
@@ -382,6 +454,8 @@ if (comparison && a) {
   console.log(`| idempotent re-run | ${fmt(o.rerun)} | ${fmt(a.rerun)} | ${comparison.speedup.rerun}x |`);
   console.log(`load average: ${loadBefore} at start, ${o.loadAfter} after ours, ${a.loadBefore} before Ansible, ${a.loadAfter} after`);
   console.log(`5x goal (install): ${comparison.goalMet5x ? 'met' : 'NOT met'}`);
+  console.log(`CPU-seconds, Ansible install: ${cpuLine(a.install.cpu)}`);
+  console.log(`CPU-seconds, Ansible re-run: ${cpuLine(a.rerun.cpu)}`);
   console.log('Ansible, slowest tasks of the install (wall seconds, all hosts):');
   for (const t of a.install.tasks.slice(0, 8)) console.log(`  ${t.task}: ${t.seconds} s`);
 }
