@@ -1,14 +1,14 @@
 // Validation for contracts/agent-config.ts. Every section has defaults except the CA files, so a short file works;
 // unknown keys are errors (a typo must not silently become a default).
 import { isIP } from 'node:net';
-import { z } from 'zod';
 import type { AgentConfig } from '../../../contracts/agent-config';
+import { array, boolean, integer, object, oneOf, optional, record, refine, section, string, validate, withDefault } from './validate';
 
-const port = z.number().int().min(1).max(65535);
-const ipLiteral = z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IPv4 or IPv6 literal' });
-const listenAddress = z.strictObject({ host: ipLiteral, port });
+const port = integer(1, 65535);
+const ipLiteral = refine(string(), (s) => (isIP(s) !== 0 ? null : 'expected an IPv4 or IPv6 literal'));
+const listenAddress = object({ host: ipLiteral, port });
 const loopback = (s: string) => s === '::1' || s === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(s);
-const file = z.string().min(1, 'expected a file path');
+const file = string({ minLength: 1, message: 'expected a file path' });
 
 export function passthroughRuleProblem(rule: string): string | null {
   const slash = rule.indexOf('/');
@@ -25,85 +25,88 @@ export function passthroughRuleProblem(rule: string): string | null {
   return /^[a-z0-9*_.-]+$/i.test(rule) && rule.length <= 253 ? null : 'expected an SNI glob (*.example.com), an IP or a CIDR';
 }
 
-const passthroughRule = z.string().superRefine((s, ctx) => {
-  const problem = passthroughRuleProblem(s);
-  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+const passthroughRule = refine(string(), passthroughRuleProblem);
+const httpUrl = refine(string(), (s) => {
+  try {
+    return ['http:', 'https:'].includes(new URL(s).protocol) ? null : 'Invalid URL: expected http:// or https://';
+  } catch {
+    return 'Invalid URL';
+  }
 });
 
-export const agentConfigSchema = z.strictObject({
-  listen: z.array(listenAddress).min(1).default([
+export const agentConfigSchema = object({
+  listen: withDefault(array(listenAddress, { minItems: 1 }), [
     { host: '127.0.0.1', port: 8443 },
     { host: '::1', port: 8443 },
   ]),
-  health: listenAddress
-    .refine((a) => loopback(a.host), { message: 'the health endpoint must listen on loopback (127.0.0.1 or ::1)' })
-    .default({ host: '127.0.0.1', port: 9443 }),
-  ca: z.strictObject({ certFile: file, keyFile: file }),
-  upstream: z
-    .strictObject({
-      verify: z.boolean().default(true),
-      caBundleFile: file.optional(),
-      onVerifyFailure: z.enum(['refuse', 'forge-untrusted']).default('refuse'),
-      connectTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
-    })
-    .prefault({}),
-  limits: z
-    .strictObject({
-      maxConnections: z.number().int().min(1).max(1_000_000).default(4096),
-      handshakeTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
-      idleTimeoutMs: z.number().int().min(1000).max(86_400_000).default(300_000),
-    })
-    .prefault({}),
-  passthrough: z
-    .strictObject({
-      static: z.array(passthroughRule).default([]),
-      learned: z
-        .strictObject({
-          enabled: z.boolean().default(true),
-          maxEntries: z.number().int().min(1).max(1_000_000).default(1000),
-          ttlSeconds: z.number().int().min(1).default(7 * 86400),
-        })
-        .prefault({}),
-    })
-    .prefault({}),
-  incoming: z
-    .strictObject({
-      listen: z.array(listenAddress).min(1),
-      certificates: z
-        .array(z.strictObject({ serverNames: z.array(z.string().min(1)).min(1), certFile: file, keyFile: file }))
-        .min(1),
-    })
-    .optional(),
-  observe: z
-    .strictObject({
-      enabled: z.boolean().default(true),
-      routeRules: z.array(z.strictObject({ match: z.string().min(1), replace: z.string() })).default([]),
-      maxRoutesPerServer: z.number().int().min(1).default(200),
-    })
-    .prefault({}),
-  metrics: z
-    .strictObject({
-      remoteWrite: z
-        .strictObject({
-          url: z.string().url(),
-          intervalSeconds: z.number().int().min(1).default(30),
-          maxSpoolBytes: z.number().int().min(0).default(16 * 1024 * 1024),
-          headers: z.record(z.string(), z.string()).optional(),
-        })
-        .optional(),
-    })
-    .prefault({}),
-  log: z
-    .strictObject({
-      level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-      connectLog: z.boolean().default(true),
-    })
-    .prefault({}),
-  stateDir: z.string().min(1).default('/var/lib/epoch-agent'),
+  health: withDefault(
+    refine(listenAddress, (a) => (loopback(a.host) ? null : 'the health endpoint must listen on loopback (127.0.0.1 or ::1)')),
+    { host: '127.0.0.1', port: 9443 },
+  ),
+  ca: object({ certFile: file, keyFile: file }),
+  upstream: section(
+    object({
+      verify: withDefault(boolean(), true),
+      caBundleFile: optional(file),
+      onVerifyFailure: withDefault(oneOf(['refuse', 'forge-untrusted']), 'refuse'),
+      connectTimeoutMs: withDefault(integer(100, 120_000), 5000),
+    }),
+  ),
+  limits: section(
+    object({
+      maxConnections: withDefault(integer(1, 1_000_000), 4096),
+      handshakeTimeoutMs: withDefault(integer(100, 120_000), 10_000),
+      idleTimeoutMs: withDefault(integer(1000, 86_400_000), 300_000),
+    }),
+  ),
+  passthrough: section(
+    object({
+      static: withDefault(array(passthroughRule), []),
+      learned: section(
+        object({
+          enabled: withDefault(boolean(), true),
+          maxEntries: withDefault(integer(1, 1_000_000), 1000),
+          ttlSeconds: withDefault(integer(1), 7 * 86400),
+        }),
+      ),
+    }),
+  ),
+  incoming: optional(
+    object({
+      listen: array(listenAddress, { minItems: 1 }),
+      certificates: array(object({ serverNames: array(string({ minLength: 1 }), { minItems: 1 }), certFile: file, keyFile: file }), { minItems: 1 }),
+    }),
+  ),
+  observe: section(
+    object({
+      enabled: withDefault(boolean(), true),
+      routeRules: withDefault(array(object({ match: string({ minLength: 1 }), replace: string() })), []),
+      maxRoutesPerServer: withDefault(integer(1), 200),
+    }),
+  ),
+  metrics: section(
+    object({
+      remoteWrite: optional(
+        object({
+          url: httpUrl,
+          intervalSeconds: withDefault(integer(1), 30),
+          maxSpoolBytes: withDefault(integer(0), 16 * 1024 * 1024),
+          headers: optional(record(string())),
+        }),
+      ),
+    }),
+  ),
+  log: section(
+    object({
+      level: withDefault(oneOf(['debug', 'info', 'warn', 'error']), 'info'),
+      connectLog: withDefault(boolean(), true),
+    }),
+  ),
+  stateDir: withDefault(string({ minLength: 1 }), '/var/lib/epoch-agent'),
 });
 
 // Compile-time check that the validated shape is the shared contract.
-type Validated = z.infer<typeof agentConfigSchema>;
+type Validated = typeof agentConfigSchema extends (...args: never[]) => infer R ? Exclude<R, symbol> : never;
 export const validatedIsContract = (v: Validated): AgentConfig => v;
 
 export class ConfigError extends Error {
@@ -128,11 +131,11 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 
 /** Validates parsed JSON; problems are `path.to.field: what was expected (got actual)`. */
 export function validateConfig(input: unknown, source = 'config'): AgentConfig {
-  const r = agentConfigSchema.safeParse(input);
-  if (r.success) return r.data;
-  const problems = r.error.issues.map((i) => {
+  const r = validate(agentConfigSchema, input);
+  if (r.ok) return r.value;
+  const problems = r.issues.map((i) => {
     const path = i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(top level)';
-    const got = i.code === 'unrecognized_keys' ? '' : ` (got ${describe(valueAt(input, i.path))})`;
+    const got = i.showValue ? ` (got ${describe(valueAt(input, i.path))})` : '';
     return `${path}: ${i.message}${got}`;
   });
   throw new ConfigError(source, problems);
