@@ -79,10 +79,14 @@ fast_health_target() {
 healthy_fast() {
   # `command`: a failed redirection of the special builtin exec would end a POSIX-mode shell.
   { command exec 3<>"/dev/tcp/$FAST_HOST/$FAST_PORT"; } 2>/dev/null || return 1
+  # A peer that already reset the connection must fail the write, not end the watcher with SIGPIPE (only for this
+  # builtin: an ignored signal would be inherited by every command started later).
+  trap '' PIPE
   printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$FAST_PATH" "$FAST_HOST" "$FAST_PORT" >&3 2>/dev/null
+  trap - PIPE
   body=
   # Until the server closes (status 1 at end of input); above 128: timed out.
-  IFS= read -r -d '' -t 1 body <&3
+  IFS= read -r -d '' -t 1 body <&3 2>/dev/null
   rc=$?
   exec 3<&-
   [ "$rc" -le 1 ] || return 1
@@ -278,7 +282,7 @@ watch() {
   # The pause between polls: read -t on a FIFO nobody writes to, instead of starting sleep (bash only).
   pause_fd=no
   if [ -n "${BASH_VERSION:-}" ] && fifo=$(mktemp -u "${TMPDIR:-/tmp}/epoch-firewall-pause.XXXXXX") && mkfifo -m 600 "$fifo"; then
-    exec 4<>"$fifo" && pause_fd=yes
+    if { command exec 4<>"$fifo"; } 2>/dev/null; then pause_fd=yes; fi
     rm -f "$fifo"
   fi
   # unknown: the first unhealthy answer removes whatever is loaded; the first healthy one (re)loads atomically.
