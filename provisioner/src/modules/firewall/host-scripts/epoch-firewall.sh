@@ -275,7 +275,7 @@ loaded() {
 # ---- the binding: rules only while the agent is healthy --------------------------------------------------------------
 watch() {
   # Under bash (POSIX mode, the same semantics as sh) the poll needs no process start at all; see healthy_fast.
-  if [ -z "${BASH_VERSION:-}" ] && [ -z "${EPOCH_FW_SH_ONLY:-}" ] && have bash; then exec bash --posix "$0" watch; fi
+  if [ -z "${BASH_VERSION:-}" ] && have bash; then exec bash --posix "$0" watch; fi
   trap '(park); exit 0' TERM INT HUP
   fast=no
   if fast_health_target; then fast=yes; fi
