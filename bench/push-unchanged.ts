@@ -37,14 +37,11 @@ class CountingTransport implements Transport {
   async exec(argv: Argv, options: ExecOptions = {}): Promise<ExecResult> {
     this.commands += 1;
     this.bytesOut += argv.reduce((n, a) => n + Buffer.byteLength(a) + 1, 0) + (options.stdin === undefined ? 0 : Buffer.byteLength(options.stdin));
+    // Content travels on a command's stdin (the release tarball, file writes).
+    if (options.stdin !== undefined && Buffer.byteLength(options.stdin) > 0) this.uploads += 1;
     const r = await this.inner.exec(argv, options);
     this.bytesIn += Buffer.byteLength(r.stdout) + Buffer.byteLength(r.stderr);
     return r;
-  }
-  async putFile(path: string, content: Buffer | string, mode: number) {
-    this.uploads += 1;
-    this.bytesOut += Buffer.byteLength(content);
-    return this.inner.putFile(path, content, mode);
   }
   getFile(path: string) {
     return this.inner.getFile(path);

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { openTransport } from '../../provisioner/src/cli/open-transport';
 import { connectionSpecsFor, loadInventory } from '../../provisioner/src/config';
 import { isUnreachableError } from '../../provisioner/src/core/errors';
+import { executeStep } from '../../provisioner/src/runner/apply-steps';
 import { JumpPool, SshTransport } from '../../provisioner/src/transport/ssh-transport';
 import { type SshChain, startSshChain } from './netns-chain';
 import { signalAll, skipReason } from './netns-sshd';
@@ -103,7 +104,7 @@ describe('ProxyJump through two bastions (netns chain)', { skip }, () => {
       assert.deepEqual(established(b2), [previousHop(b2.address)], 'b2: one connection, from b1');
       assert.deepEqual(established(target), [previousHop(target.address)], 'target: one connection, from b2');
       const path = join(chain.dir, 'via-two-bastions');
-      await t.putFile(path, 'through b1 and b2\n', 0o640);
+      await executeStep(t, { kind: 'put', path, content: 'through b1 and b2\n', mode: 0o640 });
       assert.equal((await t.getFile(path)).toString(), 'through b1 and b2\n');
       assert.equal((await t.exec(['stat', '-c', '%a', path])).stdout.trim(), '640');
     } finally {

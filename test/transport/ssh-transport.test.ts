@@ -8,6 +8,7 @@ import { isUnreachableError } from '../../provisioner/src/core/errors';
 import type { CommandLogEntry } from '../../provisioner/src/transport/command-log';
 import { isHostKeyError } from '../../provisioner/src/transport/host-key-error';
 import { fingerprintOfBlob } from '../../provisioner/src/transport/known-hosts';
+import { executeStep } from '../../provisioner/src/runner/apply-steps';
 import { JumpPool, SshTransport, type SshTransportOptions } from '../../provisioner/src/transport/ssh-transport';
 import { type NetnsSshLab, skipReason, startNetnsSshLab } from './netns-sshd';
 
@@ -68,11 +69,11 @@ describe('ssh transport (netns sshd)', { skip }, () => {
     }
   });
 
-  test('uploads over SFTP with the mode, and reads files back', async () => {
+  test('writes a file (the runner\'s one-command put) with the mode, and reads files back', async () => {
     const t = await SshTransport.connect(optionsFor());
     try {
       const path = `/tmp/eprn-upload-${process.pid}`;
-      await t.putFile(path, 'payload\n', 0o640);
+      await executeStep(t, { kind: 'put', path, content: 'payload\n', mode: 0o640 });
       assert.equal((await t.exec(['stat', '-c', '%a', path])).stdout.trim(), '640');
       assert.equal((await t.getFile(path)).toString(), 'payload\n');
       await t.exec(['rm', '-f', path]);
@@ -118,7 +119,7 @@ describe('ssh transport (netns sshd)', { skip }, () => {
       const [clientIp, , serverIp, serverPort] = r.stdout.trim().split(' ');
       assert.deepEqual([serverIp, serverPort], [lab.inner.address, '2222']);
       assert.notEqual(clientIp, lab.bastion.address.replace(/\d+$/, (n) => String(Number(n) - 1)), 'not the controller');
-      await t.putFile('/tmp/eprn-via-bastion', 'x', 0o600);
+      await executeStep(t, { kind: 'put', path: '/tmp/eprn-via-bastion', content: 'x', mode: 0o600 });
       assert.equal((await t.getFile('/tmp/eprn-via-bastion')).toString(), 'x');
       await t.exec(['rm', '-f', '/tmp/eprn-via-bastion']);
     } finally {

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { executeStep } from '../../provisioner/src/runner/apply-steps';
 import { SshTransport, type SshTransportOptions } from '../../provisioner/src/transport/ssh-transport';
 import { type Lab, labSkipReason, startLab } from '../support/lab';
 
@@ -52,17 +53,18 @@ describe('sudo over ssh (lab host)', { skip }, () => {
     }
   });
 
-  test('a password over stdin: root, stdin still reaches the command, uploads land as root', async () => {
+  test('a password over stdin: root, stdin still reaches the command, file writes land as root', async () => {
     const t = await connect('eprn-pw', { user: 'root', password });
     try {
       assert.equal((await t.exec(['id', '-un'])).stdout.trim(), 'root');
       assert.equal((await t.exec(['cat'], { stdin: 'payload' })).stdout, 'payload', 'the password line is consumed by sudo only');
-      await t.putFile('/root/eprn-upload', 'as root\n', 0o600);
+      // The runner's write: the content follows the password line on stdin, to a command run as root.
+      await executeStep(t, { kind: 'put', path: '/root/eprn-upload', content: 'as root\n', mode: 0o600 });
       const stat = await t.exec(['stat', '-c', '%U %a', '/root/eprn-upload']);
       assert.equal(stat.stdout.trim(), 'root 600');
       assert.equal((await t.getFile('/root/eprn-upload')).toString(), 'as root\n');
-      const leftovers = await t.exec(['sh', '-c', 'ls /tmp/.epoch-upload-* 2>/dev/null | wc -l'], { become: false });
-      assert.equal(leftovers.stdout.trim(), '0', 'the staging file is removed');
+      const leftovers = await t.exec(['sh', '-c', 'ls -a /root | grep -c epoch-tmp'], { become: true });
+      assert.equal(leftovers.stdout.trim(), '0', 'no temp file is left');
     } finally {
       await t.close();
     }

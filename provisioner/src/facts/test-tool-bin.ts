@@ -31,7 +31,6 @@ export function recordingTransport(label: (argv: readonly string[]) => string): 
       calls.push(label(argv));
       return local.exec(argv, o);
     },
-    putFile: async () => {},
     getFile: async () => Buffer.from(''),
     close: async () => {},
   };

@@ -1,8 +1,43 @@
 // Executes a Change's steps on a host. A `put` is atomic: temp file beside the target, optional validation of the
 // temp file, then rename. Any non-zero exit fails the step with the command, exit code and stderr.
-import type { Step } from '../core/change';
+import type { Argv, Step } from '../core/change';
 import { RemoteCommandError } from '../core/errors';
+import { quoteArgv } from '../transport/shell-quote';
 import type { Transport } from '../transport/transport';
+
+// The whole put in one round trip (on a fleet each command costs the host a process start and the run a round trip:
+// a put was five). The content comes on stdin; the temp file is private until chmod; any failing step removes the
+// temp file and names itself on the last stderr line. Args: dir temp dest mode owner [validate argv...].
+export const putScript = `dir=$1 tmp=$2 dest=$3 mode=$4 owner=$5
+shift 5
+step() {
+  what=$1; shift
+  "$@" && return 0
+  rc=$?; rm -f -- "$tmp"; printf '@@epoch-put %s %s\\n' "$what" "$rc" >&2; exit "$rc"
+}
+write() { (umask 077 && cat > "$tmp"); }
+step mkdir mkdir -p -- "$dir"
+step write write
+[ -z "$owner" ] || step chown chown -- "$owner" "$tmp"
+step chmod chmod -- "$mode" "$tmp"
+[ $# -eq 0 ] || step validate "$@"
+step mv mv -f -- "$tmp" "$dest"`;
+
+type PutStep = Extract<Step, { kind: 'put' }>;
+const validateArgv = (step: PutStep, temp: string): Argv => step.validate?.map((a) => (a === '{}' ? temp : a)) ?? [];
+
+export function putArgv(step: PutStep, temp: string): Argv {
+  const dir = step.path.slice(0, step.path.lastIndexOf('/')) || '/';
+  return ['sh', '-c', putScript, 'epoch-put', dir, temp, step.path, step.mode.toString(8), step.owner ?? '', ...validateArgv(step, temp)];
+}
+
+/** The failed step's name, exit code and its own error output, from the put script's stderr. */
+export function putFailure(stderr: string): { step: string; exitCode: number | null; detail: string } {
+  const lines = stderr.trimEnd().split('\n');
+  const m = /^@@epoch-put (\S+) (\d+)$/.exec(lines[lines.length - 1] ?? '');
+  if (!m) return { step: 'put', exitCode: null, detail: stderr.trim() };
+  return { step: m[1]!, exitCode: Number(m[2]), detail: lines.slice(0, -1).join('\n').trim() };
+}
 
 export async function executeStep(transport: Transport, step: Step): Promise<void> {
   if (step.kind === 'run') {
@@ -12,17 +47,15 @@ export async function executeStep(transport: Transport, step: Step): Promise<voi
   }
   const dir = step.path.slice(0, step.path.lastIndexOf('/')) || '/';
   const temp = `${dir}/.epoch-tmp-${process.pid}-${Date.now().toString(36)}-${step.path.slice(dir.length + 1)}`;
-  await mustSucceed(transport, ['mkdir', '-p', dir]);
-  await transport.putFile(temp, step.content, step.mode);
-  try {
-    if (step.owner) await mustSucceed(transport, ['chown', step.owner, temp]);
-    await mustSucceed(transport, ['chmod', step.mode.toString(8), temp]);
-    if (step.validate) await mustSucceed(transport, step.validate.map((a) => (a === '{}' ? temp : a)));
-    await mustSucceed(transport, ['mv', '-f', temp, step.path]);
-  } catch (err) {
-    await transport.exec(['rm', '-f', temp]);
-    throw err;
-  }
+  const r = await transport.exec(putArgv(step, temp), { stdin: step.content, secret: step.secret ?? false });
+  if (r.exitCode === 0) return;
+  const f = putFailure(r.stderr);
+  const what = r.timedOut
+    ? 'timed out'
+    : f.step === 'validate'
+      ? `validation \`${quoteArgv(validateArgv(step, temp))}\` exited ${f.exitCode}`
+      : `${f.step} exited ${f.exitCode ?? r.exitCode}`;
+  throw new RemoteCommandError(`put ${step.path}: ${what}: ${f.detail || r.stdout.trim()}`, r.command, r.exitCode, r.stdout, r.stderr, r.timedOut);
 }
 
 export async function executeSteps(transport: Transport, steps: readonly Step[]): Promise<void> {

@@ -62,6 +62,9 @@ export class FakeTransport implements Transport {
         this.files.delete(last);
         return {};
       case 'sh':
+        // apply-steps' one-round-trip put: sh -c SCRIPT epoch-put DIR TEMP DEST MODE OWNER [VALIDATE...]. Each of
+        // its steps goes through the scripted handlers, so a test can fail the chmod, the validation or the rename.
+        if (args[0] === '-c' && args[2] === 'epoch-put') return this.put(args.slice(3), options);
         // The journal's append: sh -c '... cat >> "$2"' sh DIR PATH
         if (args[0] === '-c' && args[1]?.includes('cat >> "$2"')) {
           const path = args[4] ?? '';
@@ -75,10 +78,27 @@ export class FakeTransport implements Transport {
     }
   }
 
-  async putFile(path: string, content: Buffer | string, mode: number): Promise<void> {
-    if (this.lost) throw new UnreachableError(`${this.hostName}: SSH connection lost (fake)`, this.hostName);
-    this.calls.push({ argv: ['<put>', path] });
-    this.files.set(path, { content: content.toString(), mode });
+  private put([dir = '', temp = '', dest = '', mode = '644', owner = '', ...validate]: string[], options: ExecOptions): Reply {
+    this.calls.push({ argv: ['<put>', dest] });
+    this.files.set(temp, { content: options.stdin?.toString() ?? '', mode: 0o600 });
+    const steps: [string, Argv][] = [
+      ['mkdir', ['mkdir', '-p', dir]],
+      ['chown', owner ? ['chown', owner, temp] : []],
+      ['chmod', ['chmod', mode, temp]],
+      ['validate', validate],
+      ['mv', ['mv', '-f', temp, dest]],
+    ];
+    for (const [name, argv] of steps) {
+      if (argv.length === 0) continue;
+      this.calls.push({ argv });
+      const scripted = this.handlers.find((h) => h.prefix.every((p, i) => argv[i] === p));
+      const reply = scripted ? scripted.handler(argv, {}, this) : this.builtin(argv);
+      if ((reply.exitCode ?? 0) !== 0) {
+        this.files.delete(temp);
+        return { exitCode: reply.exitCode ?? 1, stderr: `${reply.stderr ?? ''}@@epoch-put ${name} ${reply.exitCode ?? 1}\n` };
+      }
+    }
+    return {};
   }
 
   async getFile(path: string): Promise<Buffer> {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -34,9 +34,8 @@ test('a command past its timeout is killed and reported as timed out', async () 
   assert.equal(r.exitCode, null);
 });
 
-test('putFile writes with the mode; getFile reads it back', async () => {
+test('getFile reads a file back', async () => {
   const path = join(dir, 'f');
-  await t.putFile(path, 'hello', 0o640);
-  assert.equal((statSync(path).mode & 0o777).toString(8), '640');
+  writeFileSync(path, 'hello');
   assert.equal((await t.getFile(path)).toString(), 'hello');
 });

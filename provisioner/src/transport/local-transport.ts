@@ -1,5 +1,5 @@
 // The transport for `ansible_connection: local`: runs argv directly with execa (no shell), LC_ALL=C and a timeout.
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { Argv } from '../core/change';
 import { RemoteCommandError } from '../core/errors';
 import type { CommandLogger } from './command-log';
@@ -55,15 +55,6 @@ export class LocalTransport implements Transport {
     };
     this.options.onCommand?.({ host: this.hostName, command, exitCode: result.exitCode, durationMs: result.durationMs, timedOut: result.timedOut, stdin: options.secret || password !== undefined ? 'secret' : options.stdin !== undefined ? 'sent' : 'none' });
     return result;
-  }
-
-  async putFile(path: string, content: Buffer | string, mode: number): Promise<void> {
-    if (!this.becomeApplies(undefined)) {
-      await writeFile(path, content, { mode });
-      return;
-    }
-    const r = await this.exec(['install', '-m', mode.toString(8), '/dev/stdin', path], { stdin: typeof content === 'string' ? content : content, become: true });
-    if (r.exitCode !== 0) throw new RemoteCommandError(`cannot write ${path}: ${r.stderr.trim()}`, r.command, r.exitCode, r.stdout, r.stderr, r.timedOut);
   }
 
   async getFile(path: string): Promise<Buffer> {

@@ -1,17 +1,16 @@
 // The SSH transport on ssh2: one connection per host (through any ProxyJump bastions), reused for every
-// command over multiplexed channels, strict host-key checking, sudo, SFTP uploads, a timeout on every command.
-import { randomBytes } from 'node:crypto';
+// command over multiplexed channels, strict host-key checking, sudo, a timeout on every command.
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 import type { Argv } from '../core/change';
 import { RemoteCommandError, UnreachableError } from '../core/errors';
 import type { CommandLogger } from './command-log';
 import { HostKeyError } from './host-key-error';
 import { checkHostKey, fingerprintOfBlob, formatKnownHostsLine, keyTypeOfBlob, knownHostsName, knownKeyTypes, parseKnownHosts } from './known-hosts';
 import { Semaphore } from './semaphore';
-import { quoteArgv, remoteCommandLine } from './shell-quote';
+import { remoteCommandLine } from './shell-quote';
 import type { ExecOptions, ExecResult, Transport } from './transport';
 
 export interface SshHop {
@@ -37,7 +36,7 @@ export interface SshTransportOptions {
   /** Default timeout of each command. */
   commandTimeoutMs?: number;
   keepaliveIntervalMs?: number;
-  /** Concurrent channels on the connection; OpenSSH's MaxSessions defaults to 10 and SFTP takes one. */
+  /** Concurrent channels on the connection; OpenSSH's MaxSessions defaults to 10. */
   maxChannels?: number;
   /** Run commands through sudo unless a call says otherwise (ansible_become). */
   become?: { user: string; password?: string };
@@ -60,7 +59,6 @@ interface RawResult {
 export class SshTransport implements Transport {
   readonly hostName: string;
   private readonly channels: Semaphore;
-  private sftpSession: Promise<SFTPWrapper> | undefined;
   private sudoNeedsPassword: Promise<boolean> | undefined;
   private lostReason: string | undefined;
 
@@ -102,22 +100,6 @@ export class SshTransport implements Transport {
     return { ...r, stdout: r.stdout.toString('utf8') };
   }
 
-  async putFile(path: string, content: Buffer | string, mode: number): Promise<void> {
-    const sftp = await this.sftp();
-    if (!this.becomeApplies(undefined)) {
-      await this.sftpWrite(sftp, path, content, mode);
-      return;
-    }
-    // SFTP runs as the login user: stage the file in /tmp (0600), then install it as the become user.
-    const staged = `/tmp/.epoch-upload-${randomBytes(6).toString('hex')}`;
-    await this.sftpWrite(sftp, staged, content, 0o600);
-    try {
-      await this.mustSucceed(['install', '-m', mode.toString(8), staged, path], { become: true });
-    } finally {
-      await this.execRaw(['rm', '-f', staged], { become: false });
-    }
-  }
-
   async getFile(path: string): Promise<Buffer> {
     const r = await this.execRaw(['cat', path], {});
     if (r.exitCode !== 0) throw commandError(r, `cannot read ${path}`);
@@ -135,11 +117,6 @@ export class SshTransport implements Transport {
     if (requested === false) return false;
     // Already that user: sudo would add nothing but a dependency on sudo being installed.
     return become.user !== this.options.target.user;
-  }
-
-  private async mustSucceed(argv: Argv, options: ExecOptions): Promise<void> {
-    const r = await this.execRaw(argv, options);
-    if (r.exitCode !== 0) throw commandError(r, 'command failed');
   }
 
   private async execRaw(argv: Argv, options: ExecOptions): Promise<RawResult> {
@@ -258,25 +235,6 @@ export class SshTransport implements Transport {
         reject(lost(err));
       }
     });
-  }
-
-  private sftp(): Promise<SFTPWrapper> {
-    const client = this.client;
-    this.sftpSession ??= new Promise((resolve, reject) => {
-      client.sftp((err, sftp) => (err ? reject(new UnreachableError(`${this.hostName}: cannot start SFTP: ${err.message}`, this.hostName, { cause: err })) : resolve(sftp)));
-    });
-    return this.sftpSession;
-  }
-
-  private async sftpWrite(sftp: SFTPWrapper, path: string, content: Buffer | string, mode: number): Promise<void> {
-    const started = performance.now();
-    await new Promise<void>((resolve, reject) => {
-      sftp.writeFile(path, content, { mode }, (err) => {
-        if (err) reject(new RemoteCommandError(`${this.hostName}: SFTP upload to ${path} failed: ${err.message}`, `sftp put ${path}`, null, '', err.message));
-        else sftp.chmod(path, mode, (e) => (e ? reject(new RemoteCommandError(`${this.hostName}: SFTP chmod ${mode.toString(8)} ${path} failed: ${e.message}`, `sftp chmod ${path}`, null, '', e.message)) : resolve()));
-      });
-    });
-    this.options.onCommand?.({ host: this.hostName, command: `sftp put ${quoteArgv([path])} (mode ${mode.toString(8)})`, exitCode: 0, durationMs: Math.round(performance.now() - started), timedOut: false, stdin: 'none' });
   }
 }
 

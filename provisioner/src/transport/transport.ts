@@ -26,8 +26,6 @@ export interface Transport {
   readonly hostName: string;
   /** Runs argv with LC_ALL=C. Rejects only when the connection itself fails (UnreachableError). */
   exec(argv: Argv, options?: ExecOptions): Promise<ExecResult>;
-  /** Writes a file (SFTP on SSH). Not atomic by itself: callers write a temp name and rename. */
-  putFile(path: string, content: Buffer | string, mode: number): Promise<void>;
   getFile(path: string): Promise<Buffer>;
   close(): Promise<void>;
 }

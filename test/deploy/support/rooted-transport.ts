@@ -24,10 +24,6 @@ export class RootedTransport implements Transport {
     return this.inner.exec(argv.map((w) => this.move(w)), options);
   }
 
-  putFile(path: string, content: Buffer | string, mode: number): Promise<void> {
-    return this.inner.putFile(this.move(path), content, mode);
-  }
-
   getFile(path: string): Promise<Buffer> {
     return this.inner.getFile(this.move(path));
   }

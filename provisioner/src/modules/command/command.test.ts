@@ -53,7 +53,6 @@ function fakeTransport(existing: Set<string>, calls: Argv[]): Transport {
       calls.push(argv);
       return { command: argv.join(' '), exitCode: existing.has(argv[2]!) ? 0 : 1, stdout: '', stderr: '', durationMs: 1, timedOut: false };
     },
-    async putFile() {},
     async getFile() {
       return Buffer.alloc(0);
     },

@@ -97,7 +97,6 @@ test('gather: a converged host skips the node probe; a changed binary or CA prob
         if (argv.some((a) => a.includes('tls.rootCertificates'))) probes++;
         return local.exec(argv, o);
       },
-      putFile: () => Promise.reject(new Error('gather must not write')),
       getFile: () => Promise.reject(new Error('gather must not read files this way')),
       close: async () => {},
     };
@@ -149,7 +148,6 @@ test('gather: with the distro from the run\'s host facts and a warm cache, a con
         calls.push(argv.some((a) => a.includes('tls.rootCertificates')) ? 'node probe' : 'batch');
         return local.exec(argv, o);
       },
-      putFile: () => Promise.reject(new Error('gather must not write')),
       getFile: () => Promise.reject(new Error('gather must not read files this way')),
       close: async () => {},
     };

@@ -287,7 +287,7 @@ test('gather: the distro from the run\'s host facts makes it one round trip, wit
   const transport = { ...local, hostName: 'local', exec: (argv: readonly string[], o?: Parameters<typeof local.exec>[1]) => {
       calls++;
       return local.exec(argv, o);
-    }, putFile: local.putFile.bind(local), getFile: local.getFile.bind(local), close: local.close.bind(local) };
+    }, getFile: local.getFile.bind(local), close: local.close.bind(local) };
   const caFile = resolve(import.meta.dirname, '../../../../test/fixtures/ca/ca-ec.crt');
   const p = trustStoreParams.parse({ name: 'epoch-test-never-installed', host_cert_file: caFile });
   const withoutFacts = await trustStoreModule.gather({ name: 'local', vars: {}, transport }, p);
