@@ -4,6 +4,8 @@
 //   1. `--check` predicts exactly the changes the apply makes (per host and task, by change id);
 //   2. the apply runs site.yml's serial [1, "50%", "100%"] as batches [[h1], 3 hosts, 2 hosts];
 //   3. verify is green (verify.yml exit 0, every host ok; the `verify` task ok in the site run);
+//   3b. verify's probe tells intercepted from direct traffic (the agent's own user is not redirected), with curl's
+//      %{certs} and with an older curl through openssl s_client;
 //   4. a second apply changes nothing;
 //   5. a canary whose agent cannot start (its port taken) halts the rollout and is rolled back byte-identically
 //      (a second, 3-host lab, so this step does not depend on the state steps 1-4 and 6 leave);
@@ -16,6 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { type CliRun, cli, explain, ofType, repo } from '../support/cli-run';
 import { assertLikeSnapshot, differencesFromSnapshot, type Snapshot, snapshot, snapshotDiff } from '../support/host-snapshot';
 import { type Lab, labSkipReason, startLab } from '../support/lab';
+import { parseProbe, probeArgv, verifyParams } from '../../provisioner/src/modules/verify/verify';
 
 const skip = labSkipReason();
 const journalDir = '/var/lib/epoch-provision/journal';
@@ -108,6 +111,33 @@ describe('acceptance: staged install, verify, canary halt, rollback and uninstal
     }
   });
 
+  test('3b. verify tells intercepted from direct traffic, with curl 7.88+ (%{certs}) and with an older curl', async () => {
+    const host = hosts[1] as string;
+    const probe = async (user: string) => {
+      const p = verifyParams.parse({ probe_url: 'https://upstream.lab.test/', probe_user: user, timeout_seconds: 5 });
+      const f = parseProbe((await lab.exec(host, probeArgv(p), { timeoutMs: 60_000 })).stdout);
+      return { status: f.systemStatus, issued: f.hostCaIssued, check: f.hostCaCheck, counted: f.metricsAfter !== null && f.metricsAfter > (f.metricsBefore ?? 0) };
+    };
+    // The agent's own user is excluded from the redirect by owner match: its request reaches the upstream directly.
+    const intercepted = await probe('nobody');
+    const direct = await probe('epoch-agent');
+    // Older curl (Ubuntu 22.04's 7.81, RHEL 9's 7.76) warns about %{certs} and prints nothing for it: a stand-in
+    // early on PATH, removed again (it must not be there already).
+    await lab.execOk(host, ['sh', '-c', '[ ! -e /usr/local/bin/curl ] && cat > /usr/local/bin/curl && chmod 755 /usr/local/bin/curl'], { stdin: olderCurl });
+    let olderIntercepted: Awaited<ReturnType<typeof probe>>;
+    let olderDirect: Awaited<ReturnType<typeof probe>>;
+    try {
+      olderIntercepted = await probe('nobody');
+      olderDirect = await probe('epoch-agent');
+    } finally {
+      await lab.execOk(host, ['rm', '-f', '/usr/local/bin/curl']);
+    }
+    assert.deepEqual(intercepted, { status: 200, issued: true, check: "signature verified with the host CA's key", counted: true });
+    assert.deepEqual({ ...direct, check: /^issuer name is not the host CA's/.test(direct.check) }, { status: 200, issued: false, check: true, counted: false }, direct.check);
+    assert.deepEqual(olderIntercepted, { status: 200, issued: true, check: 'openssl verify code 0', counted: true });
+    assert.deepEqual({ ...olderDirect, check: /^openssl verify code [1-9]/.test(olderDirect.check) }, { status: 200, issued: false, check: true, counted: false }, olderDirect.check);
+  });
+
   test('4. a second apply changes nothing', () => {
     const again = cli(lab, ['playbooks/site.yml', ...intercept]);
     assert.equal(again.status, 0, explain(again));
@@ -170,3 +200,13 @@ describe('acceptance: staged install, verify, canary halt, rollback and uninstal
     assert.deepEqual(Object.fromEntries(hosts.map((h) => [h, r.byHost[h]?.changed])), Object.fromEntries(hosts.map((h) => [h, 0])));
   });
 });
+
+// Stands in for curl older than 7.88, which has no %{certs} in --write-out (it warns and prints nothing for it).
+const olderCurl = `#!/bin/sh
+for a; do
+  shift
+  case $a in *'%{certs}'*) echo "curl: unknown --write-out variable: 'certs'" >&2; a=$(printf '%s' "$a" | sed 's/%{certs}//') ;; esac
+  set -- "$@" "$a"
+done
+exec /usr/bin/curl "$@"
+`;

@@ -5,6 +5,7 @@
 //   3. the agent's metrics count the request;
 //   4. optional: the firewall and trust-store modules, given the same params as the install, plan nothing
 //      (the rules match the desired state, the SSH port is excluded, the CA is in the bundle).
+import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import type { Change } from '../../core/change';
 import { ProvisionError } from '../../core/errors';
@@ -40,8 +41,10 @@ export interface ProbeFacts {
   /** HTTP status with the system trust store, or null when the request failed. */
   systemStatus: number | null;
   systemError: string;
-  /** `openssl s_client` verify result against the host CA alone: 0 means the agent's forged leaf was served. */
-  hostCaVerifyCode: number | null;
+  /** Whether the certificate served to the probe was issued by the host CA (signature checked), null: unknown. */
+  hostCaIssued: boolean | null;
+  /** How that was decided, for the failure message. */
+  hostCaCheck: string;
   servedIssuer: string;
   metricsBefore: number | null;
   metricsAfter: number | null;
@@ -55,6 +58,9 @@ export interface VerifyFacts {
 }
 
 // One round trip. Args: user host port url cacert metrics_url timeout.
+// One real client request as the probe user, with the system trust store; curl 7.88+ also prints the chain it was
+// served (%{certs}), which the controller checks against the host CA's key. Older curl has no %{certs}: then
+// openssl s_client shows what is served, checked against the host CA alone (a second connection).
 const probeScript = `user=$1 host=$2 port=$3 url=$4 cacert=$5 metrics=$6 timeout=$7
 count() {
   curl -s --max-time 5 "$metrics" 2>/dev/null | awk -v want="server_address=\\"$host\\"" '
@@ -63,15 +69,25 @@ count() {
 }
 before=$(count)
 echo "metrics_before=$before"
-out=$(runuser -u "$user" -- curl -sS -o /dev/null -w '%{http_code}' --max-time "$timeout" "$url" 2>&1)
-echo "system_rc=$? system_out=$(printf %s "$out" | tr '\\n' ' ')"
-# The CA lives in a folder only root and the agent read; the probe user gets a public copy of the certificate.
-ca_copy=$(mktemp) && cat "$cacert" > "$ca_copy" && chmod 0644 "$ca_copy"
-sc=$(runuser -u "$user" -- timeout "$timeout" openssl s_client -connect "$host:$port" -servername "$host" \\
-  -CAfile "$ca_copy" -no-CApath -no-CAstore -verify_return_error </dev/null 2>&1)
-rm -f "$ca_copy"
-echo "hostca_verify=$(printf %s "$sc" | sed -n 's/^ *Verify return code: \\([0-9]*\\).*/\\1/p' | head -n1)"
-echo "issuer=$(printf %s "$sc" | sed -n 's/^ *i:\\(.*\\)/\\1/p' | head -n1)"
+out=$(runuser -u "$user" -- curl -sS -o /dev/null -w '\\n@@status %{http_code}\\n%{certs}\\n@@certs-end\\n' --max-time "$timeout" "$url" 2>&1)
+echo "system_rc=$?"
+echo '@@curl'
+printf '%s\\n' "$out"
+echo '@@curl-end'
+case $out in
+*'-----BEGIN CERTIFICATE-----'*)
+  echo '@@ca'
+  cat -- "$cacert"
+  echo '@@ca-end' ;;
+*)
+  # The CA lives in a folder only root and the agent read; the probe user gets a public copy of the certificate.
+  ca_copy=$(mktemp) && cat "$cacert" > "$ca_copy" && chmod 0644 "$ca_copy"
+  sc=$(runuser -u "$user" -- timeout "$timeout" openssl s_client -connect "$host:$port" -servername "$host" \\
+    -CAfile "$ca_copy" -no-CApath -no-CAstore -verify_return_error </dev/null 2>&1)
+  rm -f "$ca_copy"
+  echo "hostca_verify=$(printf %s "$sc" | sed -n 's/^ *Verify return code: \\([0-9]*\\).*/\\1/p' | head -n1)"
+  echo "issuer=$(printf %s "$sc" | sed -n 's/^ *i:\\(.*\\)/\\1/p' | head -n1)" ;;
+esac
 i=0
 # The agent counts the request once its connection is done: usually at once, so ask again soon (up to 5 s in all).
 while [ $i -lt 100 ]; do
@@ -89,17 +105,67 @@ export function probeArgv(p: VerifyParams): string[] {
   return ['sh', '-c', probeScript, 'epoch-verify', p.probe_user, host, port, p.probe_url, p.ca_cert, p.metrics_url, String(p.timeout_seconds)];
 }
 
+const between = (text: string, begin: string, end: string): string | null => {
+  const m = new RegExp(`^${begin}\n([\\s\\S]*?)^${end}$`, 'm').exec(text);
+  return m ? m[1]! : null;
+};
+const pemBlocks = (text: string): string[] => text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+
+/** Whether `leafPem` was signed by the key of `caPem` (issuer name and signature), with the leaf's issuer name. */
+export function issuedBy(leafPem: string, caPem: string): { issued: boolean; issuer: string; why: string } {
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(leafPem);
+  } catch (err) {
+    return { issued: false, issuer: '', why: `the served certificate does not parse (${(err as Error).message})` };
+  }
+  const issuer = leaf.issuer.split('\n').join(', ');
+  let ca: X509Certificate;
+  try {
+    ca = new X509Certificate(caPem);
+  } catch (err) {
+    return { issued: false, issuer, why: `the host CA certificate does not parse (${(err as Error).message})` };
+  }
+  if (!leaf.checkIssued(ca)) return { issued: false, issuer, why: `issuer name is not the host CA's (${ca.subject.split('\n').join(', ')})` };
+  if (!leaf.verify(ca.publicKey)) return { issued: false, issuer, why: "its signature does not verify with the host CA's key" };
+  return { issued: true, issuer, why: "signature verified with the host CA's key" };
+}
+
 export function parseProbe(stdout: string): ProbeFacts {
   const field = (key: string) => stdout.match(new RegExp(`^${key}=(.*)$`, 'm'))?.[1]?.trim() ?? '';
   const num = (s: string) => (/^\d+$/.test(s) ? Number(s) : null);
-  const systemLine = field('system_rc');
-  const rc = num(systemLine.split(' ')[0] ?? '');
-  const out = systemLine.replace(/^\S+ system_out=/, '');
+  const rc = num(field('system_rc'));
+  const curlOut = between(stdout, '@@curl', '@@curl-end') ?? '';
+  const status = num(/^@@status (\d+)$/m.exec(curlOut)?.[1] ?? '');
+  const certsText = between(curlOut, '@@status \\d+', '@@certs-end') ?? '';
+  const errorText = curlOut
+    .replace(/^@@status \d+\n[\s\S]*?^@@certs-end$/m, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' ');
+  const served = pemBlocks(certsText)[0];
+  const caPem = between(stdout, '@@ca', '@@ca-end');
+  let hostCaIssued: boolean | null;
+  let hostCaCheck: string;
+  let servedIssuer: string;
+  if (served !== undefined) {
+    const check = caPem === null ? { issued: false, issuer: '', why: 'the host CA certificate was not read' } : issuedBy(served, caPem);
+    hostCaIssued = check.issued;
+    hostCaCheck = check.why;
+    servedIssuer = check.issuer;
+  } else {
+    const code = num(field('hostca_verify'));
+    hostCaIssued = code === null ? null : code === 0;
+    hostCaCheck = `openssl verify code ${code ?? 'none'}`;
+    servedIssuer = field('issuer');
+  }
   return {
-    systemStatus: rc === 0 ? num(out) : null,
-    systemError: rc === 0 ? '' : `curl exited ${rc ?? '?'}: ${out}`,
-    hostCaVerifyCode: num(field('hostca_verify')),
-    servedIssuer: field('issuer'),
+    systemStatus: rc === 0 ? status : null,
+    systemError: rc === 0 ? '' : `curl exited ${rc ?? '?'}: ${errorText}`,
+    hostCaIssued,
+    hostCaCheck,
+    servedIssuer,
     metricsBefore: num(field('metrics_before').replace('none', '')),
     metricsAfter: num(field('metrics_after').replace('none', '')),
   };
@@ -111,8 +177,8 @@ export function verifyFailures(p: VerifyParams, f: VerifyFacts): string[] {
   const { probe } = f;
   if (probe.systemStatus === null) failures.push(`HTTPS request to ${p.probe_url} as ${p.probe_user} failed (${probe.systemError})`);
   else if (probe.systemStatus >= 500 || probe.systemStatus === 0) failures.push(`HTTPS request to ${p.probe_url} returned status ${probe.systemStatus}, expected < 500`);
-  if (probe.hostCaVerifyCode !== 0) {
-    failures.push(`the certificate served for ${p.probe_url} is not issued by the host CA ${p.ca_cert} (issuer ${probe.servedIssuer || 'unknown'}, openssl verify code ${probe.hostCaVerifyCode ?? 'none'}): traffic is not intercepted`);
+  if (probe.hostCaIssued !== true) {
+    failures.push(`the certificate served for ${p.probe_url} is not issued by the host CA ${p.ca_cert} (issuer ${probe.servedIssuer || 'unknown'}; ${probe.hostCaCheck}): traffic is not intercepted`);
   }
   if (probe.metricsAfter === null) failures.push(`agent metrics at ${p.metrics_url} are unavailable`);
   else if ((probe.metricsBefore ?? 0) >= probe.metricsAfter) failures.push(`agent metrics did not count the probe request (count stayed at ${probe.metricsAfter})`);
