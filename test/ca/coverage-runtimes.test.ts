@@ -170,7 +170,17 @@ describe('trust coverage for python certifi and java cacerts on a debian host', 
       assert.match(appBefore.stdout, /untrusted/, `the application keystore lacks the CA: ${out(appBefore)}`);
 
       const fixes = { ...params, fix_env: true, fix_java: true };
-      const fixed = await apply(trustCoverageModule, fixes, t);
+      // An application keystore may hold private keys: keytool lists it on the host, its bytes never come here
+      // (fix_java's import gives it new content, which the check after the apply lists).
+      const commands: (readonly string[])[] = [];
+      const recording: Transport = { hostName: t.hostName, exec: (argv, o) => {
+          commands.push(argv);
+          return t.exec(argv, o);
+        }, getFile: (p) => t.getFile(p), close: () => t.close() };
+      const fixed = await apply(trustCoverageModule, fixes, recording);
+      const keystoreReads = commands.filter((c) => c[3] === 'epoch-keystore').map((c) => c[4]);
+      assert.ok(!keystoreReads.includes(appKeystore), `keystores whose bytes were read: ${keystoreReads.join(', ')}`);
+      assert.ok(commands.some((c) => c[1] === '-list' && c.includes(appKeystore)), `keytool lists the app keystore: ${commands.map((c) => c.slice(0, 5).join(' ')).join('; ')}`);
       assert.deepEqual(fixed.changes.map((c) => c.id), [`env:${dropIn}`, `java:${appKeystore}`], 'the synced JDK store needs no import');
       assert.match(line(fixed.report, `PYTHONPATH=${pyPath}`), /trusts the CA via REQUESTS_CA_BUNDLE/);
       assert.match(line(fixed.report, `(${appKeystore})`), /trusts the CA \(alias epoch-provision-ca\)/);

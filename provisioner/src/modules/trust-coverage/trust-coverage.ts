@@ -298,8 +298,14 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
       const k = parseKeystoreProbe(at(javaProbe));
       const fp = desiredPem ? certFingerprint(desiredPem) : '';
       const keystores: JavaKeystore[] = [];
-      for (const store of k.stores) {
+      for (const [index, store] of k.stores.entries()) {
         const path = store.path;
+        const realPath = store.realPath;
+        const managedBy: KeystoreManager =
+          realPath === '/etc/ssl/certs/java/cacerts' && k.debianHook ? 'ca-certificates-java' : realPath === '/etc/pki/ca-trust/extracted/java/cacerts' ? 'update-ca-trust' : null;
+        // Only trust stores travel to the controller: the JDK's cacerts (the first store) and the distro-built ones.
+        // An application keystore from java_keystores may also hold private keys, so keytool lists it on the host.
+        const trustStoreOnly = index === 0 || managedBy !== null;
         // keytool starts a JVM: seconds each, and far more with a whole batch of hosts doing it on shared cores.
         const keytoolList = async () => {
           const r = await probe(t, [keytool, '-list', '-v', '-keystore', path, '-storepass', params.java_storepass], undefined, keytoolTimeoutMs);
@@ -309,6 +315,7 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
         };
         // A JKS file (every distro's cacerts) is read here instead: one base64 of ~160 KB instead of a JVM start.
         const list = async () => {
+          if (!trustStoreOnly) return keytoolList();
           const r = await probe(t, ['sh', '-c', keystoreBytesScript, 'epoch-keystore', path]);
           const bytes = r.exitCode === 0 ? Buffer.from(r.stdout, 'base64') : null;
           if (!bytes || !isJksFormat(bytes)) return keytoolList();
@@ -320,9 +327,6 @@ export const trustCoverageModule: ProvisionModule<TrustCoverageParams, TrustCove
         };
         // So a keystore is listed once per distinct content, not once per host and run (keystore-listing.ts).
         const listing = store.contentSha256 ? await keystoreListings.get(store.contentSha256, params.java_storepass, list) : await list();
-        const realPath = store.realPath;
-        const managedBy: KeystoreManager =
-          realPath === '/etc/ssl/certs/java/cacerts' && k.debianHook ? 'ca-certificates-java' : realPath === '/etc/pki/ca-trust/extracted/java/cacerts' ? 'update-ca-trust' : null;
         keystores.push({
           path,
           realPath,
