@@ -43,7 +43,7 @@ export function skipReason(): string | undefined {
 
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
-/** sshd_config for a test sshd: key auth for root only, no PAM, no pid file, SFTP; `extra` lines before the rest. */
+/** sshd_config for a test sshd: key auth for root only, no PAM, no pid file (and no SFTP: nothing uses it); `extra` lines before the rest. */
 export function sshdConfig(o: { listen: string; hostKey: string; authorizedKeys: string; extra?: string[] }): string {
   return [
     `ListenAddress ${o.listen}`,
@@ -57,7 +57,6 @@ export function sshdConfig(o: { listen: string; hostKey: string; authorizedKeys:
     'PidFile none',
     'AllowTcpForwarding yes',
     ...(o.extra ?? []),
-    'Subsystem sftp internal-sftp',
     'LogLevel ERROR',
     '',
   ].join('\n');

@@ -74,7 +74,7 @@ describe('ProxyJump through two bastions (netns chain)', { skip }, () => {
     assert.equal(chain.nsExec(b1, ['sysctl', '-n', 'net.ipv4.ip_forward']).trim(), '0');
   });
 
-  test('inventory ProxyJump=b1,b2 → openTransport: commands and SFTP run on the target, hop by hop', async () => {
+  test('inventory ProxyJump=b1,b2 → openTransport: commands and file writes run on the target, hop by hop', async () => {
     const [b1, b2, target] = hosts();
     const inv = await loadInventory(inventory);
     const spec = connectionSpecsFor(inv, ['target']).get('target');

@@ -25,10 +25,10 @@ step mv mv -f -- "$tmp" "$dest"`;
 
 type PutStep = Extract<Step, { kind: 'put' }>;
 const validateArgv = (step: PutStep, temp: string): Argv => step.validate?.map((a) => (a === '{}' ? temp : a)) ?? [];
+const dirOf = (path: string) => path.slice(0, path.lastIndexOf('/')) || '/';
 
 export function putArgv(step: PutStep, temp: string): Argv {
-  const dir = step.path.slice(0, step.path.lastIndexOf('/')) || '/';
-  return ['sh', '-c', putScript, 'epoch-put', dir, temp, step.path, step.mode.toString(8), step.owner ?? '', ...validateArgv(step, temp)];
+  return ['sh', '-c', putScript, 'epoch-put', dirOf(step.path), temp, step.path, step.mode.toString(8), step.owner ?? '', ...validateArgv(step, temp)];
 }
 
 /** The failed step's name, exit code and its own error output, from the put script's stderr. */
@@ -45,7 +45,7 @@ export async function executeStep(transport: Transport, step: Step): Promise<voi
     await mustSucceed(transport, step.argv, options);
     return;
   }
-  const dir = step.path.slice(0, step.path.lastIndexOf('/')) || '/';
+  const dir = dirOf(step.path);
   const temp = `${dir}/.epoch-tmp-${process.pid}-${Date.now().toString(36)}-${step.path.slice(dir.length + 1)}`;
   const r = await transport.exec(putArgv(step, temp), { stdin: step.content, secret: step.secret ?? false });
   if (r.exitCode === 0) return;
