@@ -251,6 +251,9 @@ for (const backend of ['nft', 'iptables-nft', 'iptables-legacy'] as const) {
       ns.stopAgent();
       const down = await until('443 flows directly after the agent died', 2000, () => ns.connect(CLIENT) === 'target');
       assert.ok(down <= 2000, `direct after ${down} ms`);
+      // iptables backends park IPv4 and IPv6 with two restores (one per family, no transaction spans both): the IPv6
+      // one may land a moment after IPv4 traffic already flows directly.
+      await until('both families parked', 2000, () => !/redirect to|REDIRECT/.test(snapshot(ns, backend)));
       // Parked, not deleted: our nat chains stay (so conntrack keeps tracking connections), nothing is redirected,
       // and a plan made while the agent is down finds that converged.
       const parked = snapshot(ns, backend);
